@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine:
+#   make run    set up, train on the bundled data, evaluate, route example prompts
+#   make test   set up, run the whole test suite (what .ci/run calls)
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export LITELLM_LOCAL_MODEL_COST_MAP ?= True
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup run test bench lint clean
+
+setup: $(VENV)/.installed
+
+# torch is installed first, from the pinned CPU build, and kept by constraints.txt so that
+# sentence-transformers never pulls the CUDA wheels.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+run: setup
+	$(VENV)/bin/router-ml demo --out artifacts/router
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) scripts/benchmark.py
+
+lint: setup
+	$(VENV)/bin/ruff check router_ml tests scripts
+	$(VENV)/bin/ruff format --check router_ml tests scripts
+
+clean:
+	rm -rf artifacts .pytest_cache

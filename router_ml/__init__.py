@@ -1,0 +1,51 @@
+"""router-ml: route each LLM request to the right specialist model with a local, trained classifier.
+
+The public API is imported lazily, so ``import router_ml`` loads neither torch nor scikit-learn.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import Any
+
+try:
+    __version__ = metadata.version("router-ml")
+except metadata.PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0.0.0"
+
+_EXPORTS = {
+    "Router": "route",
+    "Decision": "route",
+    "RouterModel": "model",
+    "EmbeddingClassifier": "model",
+    "SentenceTransformerEmbedder": "embed",
+    "Embedder": "embed",
+    "LabelledPrompts": "data",
+    "load_file": "data",
+    "load_files": "data",
+    "load_bundled": "data",
+    "from_lists": "data",
+    "from_dataframe": "data",
+    "RouteTable": "routes",
+    "load_routes": "routes",
+    "TrainConfig": "train",
+    "train": "train",
+    "evaluate": "evaluate",
+    "save": "artifact",
+    "load": "artifact",
+    "RouterMLError": "exceptions",
+    "DataError": "exceptions",
+    "ConfigError": "exceptions",
+    "ArtifactError": "exceptions",
+    "EmbedderError": "exceptions",
+    "NotFittedError": "exceptions",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'router_ml' has no attribute {name!r}")

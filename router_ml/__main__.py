@@ -1,0 +1,3 @@
+from router_ml.cli import cli
+
+cli()

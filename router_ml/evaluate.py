@@ -1,0 +1,224 @@
+"""Offline evaluation: quality, calibration, abstention, baselines and the cost of the routed workload.
+
+Cost estimate: a prompt's tokens are estimated as ``ceil(chars / 4)``; its completion length is the typical
+``output_tokens`` of its *true* route (the task decides how long an answer is, not the model). The routed cost
+prices each prompt at the model it was routed to; the premium baseline prices every prompt at the most expensive
+route's model; the oracle prices it at its true route's model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold
+
+from .baselines import EMBEDDING_BASELINES, TEXT_BASELINES
+from .data import LabelledPrompts
+from .metrics import Calibration, ClassificationReport, calibration, classification_report
+from .model import EmbeddingClassifier, RouterModel
+from .routes import RouteTable
+
+__all__ = [
+    "EvalReport",
+    "compare_baselines",
+    "cross_validate_methods",
+    "estimate_cost",
+    "estimate_tokens",
+    "evaluate",
+]
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count of a prompt: one token per four characters."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+def estimate_cost(
+    texts: Sequence[str], y_true: Sequence[str], routed: Sequence[str], routes: RouteTable
+) -> dict[str, Any]:
+    """USD cost of a workload under the routing vs everything to the premium route vs perfect routing."""
+    premium = routes.premium_route()
+    totals = {"routed": 0.0, "premium": 0.0, "oracle": 0.0}
+    for text, truth, label in zip(texts, y_true, routed, strict=True):
+        prompt_tokens, completion_tokens = estimate_tokens(text), routes[truth].output_tokens
+        totals["routed"] += routes[label].price.cost(prompt_tokens, completion_tokens)
+        totals["premium"] += premium.price.cost(prompt_tokens, completion_tokens)
+        totals["oracle"] += routes[truth].price.cost(prompt_tokens, completion_tokens)
+    saving = 1.0 - totals["routed"] / totals["premium"] if totals["premium"] else 0.0
+    return {
+        "n_prompts": len(texts),
+        "premium_model": premium.model,
+        "routed_usd": round(totals["routed"], 6),
+        "premium_usd": round(totals["premium"], 6),
+        "oracle_usd": round(totals["oracle"], 6),
+        "saving_vs_premium": round(saving, 4),
+        "per_1k_requests_routed_usd": round(1000 * totals["routed"] / max(1, len(texts)), 4),
+        "per_1k_requests_premium_usd": round(1000 * totals["premium"] / max(1, len(texts)), 4),
+    }
+
+
+def compare_baselines(
+    X_train: np.ndarray,
+    y_train: Sequence[str],
+    texts_train: Sequence[str],
+    X_test: np.ndarray,
+    y_test: Sequence[str],
+    texts_test: Sequence[str],
+    labels: Sequence[str],
+) -> dict[str, dict[str, float]]:
+    """Fit each baseline on the training set and score it on the test set (accuracy and macro-F1)."""
+    scores: dict[str, dict[str, float]] = {}
+    for name, factory in EMBEDDING_BASELINES.items():
+        pred = factory().fit(X_train, y_train).predict(X_test)
+        r = classification_report(y_test, list(pred), labels)
+        scores[name] = {"accuracy": r.accuracy, "macro_f1": r.macro_f1}
+    for name, factory in TEXT_BASELINES.items():
+        pred = factory().fit(list(texts_train), y_train).predict(list(texts_test))
+        r = classification_report(y_test, list(pred), labels)
+        scores[name] = {"accuracy": r.accuracy, "macro_f1": r.macro_f1}
+    return scores
+
+
+def cross_validate_methods(
+    texts: Sequence[str], labels: Sequence[str], X: np.ndarray, head: EmbeddingClassifier, folds: int = 5, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Router head vs every baseline under the same stratified k-fold split of one labelled set.
+
+    Returns:
+        dict: method → mean and standard deviation of macro-F1 over the folds.
+    """
+    y = np.asarray(labels)
+    texts_arr = np.asarray(texts, dtype=object)
+    per_method: dict[str, list[float]] = {"router": []}
+    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+        fitted = clone(head).fit(X[train_idx], y[train_idx], texts=list(texts_arr[train_idx]))
+        pred = fitted.predict(X[test_idx], texts=list(texts_arr[test_idx]))
+        per_method["router"].append(classification_report(y[test_idx], list(pred)).macro_f1)
+        base = compare_baselines(
+            X[train_idx],
+            y[train_idx],
+            texts_arr[train_idx],
+            X[test_idx],
+            y[test_idx],
+            texts_arr[test_idx],
+            sorted(set(labels)),
+        )
+        for name, score in base.items():
+            per_method.setdefault(name, []).append(score["macro_f1"])
+    return {
+        name: {"macro_f1_mean": float(np.mean(v)), "macro_f1_std": float(np.std(v))} for name, v in per_method.items()
+    }
+
+
+@dataclass
+class EvalReport:
+    """Everything :func:`evaluate` measured. ``to_dict`` gives the JSON report."""
+
+    dataset: str
+    report: ClassificationReport
+    calibration: Calibration
+    threshold: float
+    default_route: str
+    abstention_rate: float
+    routed_report: ClassificationReport
+    cost: dict[str, Any]
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        out = asdict(self)
+        out["report"] = self.report.to_dict()
+        out["routed_report"] = self.routed_report.to_dict()
+        return out
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write the report as JSON."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    def format(self) -> str:
+        """A plain-text summary for terminals."""
+        c = self.cost
+        lines = [
+            f"== {self.dataset} ==",
+            self.report.format(),
+            "",
+            f"expected calibration error: {self.calibration.ece:.3f}",
+            f"threshold {self.threshold:.2f}: {self.abstention_rate:.1%} abstained to {self.default_route!r}; "
+            f"macro-F1 after abstention {self.routed_report.macro_f1:.3f}",
+            f"cost of this workload: routed ${c['routed_usd']:.4f} vs all-premium ({c['premium_model']}) "
+            f"${c['premium_usd']:.4f} -> {c['saving_vs_premium']:.1%} saved (perfect routing ${c['oracle_usd']:.4f})",
+        ]
+        if self.baselines:
+            lines += ["", "baselines on the same data (macro-F1):", f"  {'router':<22}{self.report.macro_f1:.3f}"]
+            lines += [f"  {name:<22}{s['macro_f1']:.3f}" for name, s in self.baselines.items()]
+        return "\n".join(lines)
+
+
+def evaluate(
+    model: RouterModel,
+    data: LabelledPrompts,
+    routes: RouteTable,
+    *,
+    threshold: float,
+    default_route: str | None = None,
+    dataset: str = "evaluation set",
+    train: LabelledPrompts | None = None,
+    train_embeddings: np.ndarray | None = None,
+    embeddings: np.ndarray | None = None,
+    max_errors: int = 50,
+) -> EvalReport:
+    """Score a fitted router on labelled prompts.
+
+    Args:
+        model (RouterModel): the fitted router.
+        data (LabelledPrompts): the evaluation prompts (never trained on).
+        routes (RouteTable): prices and the default route.
+        threshold (float): abstention threshold.
+        default_route (str | None): route for abstentions; the table's default when ``None``.
+        dataset (str): a name for the report.
+        train (LabelledPrompts | None): when given, baselines are fitted on it and scored beside the router.
+        train_embeddings (np.ndarray | None): precomputed embeddings of ``train``.
+        embeddings (np.ndarray | None): precomputed embeddings of ``data``.
+        max_errors (int): how many misrouted prompts to list in the report.
+    """
+    default_route = default_route or routes.default_route
+    labels = [str(c) for c in model.classes_]
+    X = model.embedder.encode(data.texts, show_progress=True) if embeddings is None else embeddings  # type: ignore[union-attr]
+    proba = model.predict_proba_embeddings(X, data.texts)
+    predicted = [labels[i] for i in proba.argmax(axis=1)]
+    confidence = proba.max(axis=1)
+    routed = [p if c >= threshold else default_route for p, c in zip(predicted, confidence, strict=True)]
+    errors = [
+        {"text": t[:300], "label": y, "predicted": p, "confidence": round(float(c), 3)}
+        for t, y, p, c in zip(data.texts, data.labels, predicted, confidence, strict=True)
+        if y != p
+    ]
+    errors.sort(key=lambda e: -e["confidence"])
+    baselines: dict[str, dict[str, float]] = {}
+    if train is not None:
+        X_train = (
+            model.embedder.encode(train.texts, show_progress=True) if train_embeddings is None else train_embeddings
+        )  # type: ignore[union-attr]
+        baselines = compare_baselines(X_train, train.labels, train.texts, X, data.labels, data.texts, labels)
+    return EvalReport(
+        dataset=dataset,
+        report=classification_report(data.labels, predicted, labels),
+        calibration=calibration(proba, data.labels, labels),
+        threshold=threshold,
+        default_route=default_route,
+        abstention_rate=float(np.mean(confidence < threshold)),
+        routed_report=classification_report(data.labels, routed, labels),
+        cost=estimate_cost(data.texts, data.labels, routed, routes),
+        baselines=baselines,
+        errors=errors[:max_errors],
+    )

@@ -1,0 +1,191 @@
+"""The router model in the scikit-learn estimator style: embeddings (+ TF-IDF) → calibrated logistic regression.
+
+:class:`EmbeddingClassifier` is the head: it works on an embedding matrix (plus, optionally, the texts for its
+TF-IDF n-gram features), so cross-validation embeds once. :class:`RouterModel` pairs an
+:class:`~router_ml.embed.Embedder` with that head and works on texts. No I/O here.
+
+Why TF-IDF too: sentence embeddings capture what a prompt is about, while the task is often carried by a few
+words ("summarize", "translate", "write a function", "def", "{"). Under 5-fold cross-validation on real prompts
+the concatenation beat both embeddings alone and TF-IDF alone (see the README's numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, make_union
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .embed import Embedder
+from .exceptions import DataError, NotFittedError
+
+__all__ = ["EmbeddingClassifier", "RouterModel", "out_of_fold_proba", "tfidf_features"]
+
+CALIBRATIONS = ("temperature", "sigmoid", "isotonic", "none")
+
+
+def tfidf_features() -> FeatureUnion:
+    """Word 1-2 grams and character 3-5 grams (within word boundaries), sub-linear TF, L2-normalised."""
+    return make_union(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=2, sublinear_tf=True, dtype=np.float32),
+    )
+
+
+class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
+    """Logistic regression on sentence embeddings (optionally plus TF-IDF n-grams), with calibrated probabilities.
+
+    Args:
+        C (float): inverse L2 regularisation strength of the logistic regression. Default 8.0.
+        class_weight (str | dict | None): ``"balanced"`` (default) or as in :class:`LogisticRegression`.
+        tfidf (bool): add TF-IDF word and character n-gram features of the texts; ``fit`` and ``predict_proba``
+            then need ``texts``. Default True.
+        calibration (str): ``"temperature"`` (default; keeps the arg-max, fixes over/under-confidence),
+            ``"sigmoid"``, ``"isotonic"`` or ``"none"``. Calibration is fitted on out-of-fold predictions.
+        calibration_cv (int): folds for the calibration. Default 5.
+        max_iter (int): solver iterations. Default 5000.
+
+    Example:
+        >>> import numpy as np
+        >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]] * 3)
+        >>> clf = EmbeddingClassifier(tfidf=False, calibration="none").fit(X, ["a", "a", "b", "b"] * 3)
+        >>> clf.predict(np.array([[0.95, 0.05]])).tolist()
+        ['a']
+    """
+
+    def __init__(
+        self,
+        C: float = 8.0,
+        class_weight: str | dict[str, float] | None = "balanced",
+        tfidf: bool = True,
+        calibration: str = "temperature",
+        calibration_cv: int = 5,
+        max_iter: int = 5000,
+    ) -> None:
+        self.C = C
+        self.class_weight = class_weight
+        self.tfidf = tfidf
+        self.calibration = calibration
+        self.calibration_cv = calibration_cv
+        self.max_iter = max_iter
+
+    def _features(self, X: np.ndarray, texts: Sequence[str] | None, fit: bool) -> np.ndarray | sp.csr_matrix:
+        if not self.tfidf:
+            return X
+        if texts is None or len(texts) != X.shape[0]:
+            raise DataError(
+                f"this head uses TF-IDF features: pass texts= with one text per embedding row "
+                f"({X.shape[0]} rows, got {None if texts is None else len(texts)} texts)"
+            )
+        ngrams = self.vectorizer_.fit_transform(texts) if fit else self.vectorizer_.transform(texts)
+        return sp.hstack([sp.csr_matrix(X), ngrams], format="csr")
+
+    def fit(self, X: np.ndarray, y: Sequence[str], texts: Sequence[str] | None = None) -> EmbeddingClassifier:
+        """Fit on an ``(n, dim)`` embedding matrix, ``n`` labels and (with ``tfidf``) the ``n`` texts."""
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        self.classes_ = unique_labels(y)
+        if len(self.classes_) < 2:
+            raise DataError(f"need at least two labels to train a router, found only {list(self.classes_)}")
+        if self.tfidf:
+            self.vectorizer_ = tfidf_features()
+        features = self._features(X, texts, fit=True)
+        lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
+        if self.calibration == "none":
+            self.estimator_ = lr.fit(features, y)
+        else:
+            smallest = int(np.min(np.unique(y, return_counts=True)[1]))
+            folds = max(2, min(self.calibration_cv, smallest))
+            self.estimator_ = CalibratedClassifierCV(lr, method=self.calibration, cv=folds, ensemble=False)
+            self.estimator_.fit(features, y)
+        return self
+
+    def predict_proba(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+        """Class probabilities, shape ``(n, n_classes)``, columns in ``classes_`` order."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        return self.estimator_.predict_proba(self._features(X, texts, fit=False))
+
+    def predict(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+        """The most probable label for each row."""
+        return self.classes_[np.argmax(self.predict_proba(X, texts), axis=1)]
+
+
+class RouterModel(ClassifierMixin, BaseEstimator):
+    """Texts → embeddings → :class:`EmbeddingClassifier`.
+
+    Args:
+        embedder (Embedder | None): turns texts into vectors (required before ``fit``).
+        head (EmbeddingClassifier | None): the classifier head; a default one when ``None``.
+
+    Accepts one string (returns one result) or a sequence of strings.
+    """
+
+    def __init__(self, embedder: Embedder | None = None, head: EmbeddingClassifier | None = None) -> None:
+        self.embedder = embedder
+        self.head = head
+
+    def _embed(self, texts: str | Sequence[str]) -> np.ndarray:
+        if self.embedder is None:
+            raise NotFittedError("RouterModel has no embedder; pass embedder=SentenceTransformerEmbedder()")
+        return np.atleast_2d(self.embedder.encode(texts))
+
+    def fit(self, texts: Sequence[str], y: Sequence[str], *, embeddings: np.ndarray | None = None) -> RouterModel:
+        """Fit the head on the texts' embeddings (pass precomputed ``embeddings`` to skip embedding)."""
+        X = self._embed(texts) if embeddings is None else embeddings
+        self.head_ = clone(self.head) if self.head is not None else EmbeddingClassifier()
+        self.head_.fit(X, list(y), texts=list(texts))
+        self.classes_ = self.head_.classes_
+        return self
+
+    def _check_fitted(self) -> None:
+        try:
+            check_is_fitted(self, "head_")
+        except SklearnNotFittedError:
+            raise NotFittedError(
+                "this RouterModel is not fitted yet; call fit(texts, labels) or load an artifact"
+            ) from None
+
+    def predict_proba_embeddings(self, X: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities for precomputed embeddings of ``texts``, shape ``(n, n_classes)``."""
+        self._check_fitted()
+        return self.head_.predict_proba(np.atleast_2d(X), texts=list(texts))
+
+    def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
+        """Class probabilities: ``(n_classes,)`` for one string, else ``(n, n_classes)``."""
+        self._check_fitted()
+        batch = [texts] if isinstance(texts, str) else list(texts)
+        proba = self.head_.predict_proba(self._embed(batch), texts=batch)
+        return proba[0] if isinstance(texts, str) else proba
+
+    def predict(self, texts: str | Sequence[str]) -> Any:
+        """The most probable label (a string for one text, an array for a sequence)."""
+        proba = self.predict_proba(texts)
+        return self.classes_[np.argmax(proba, axis=-1)]
+
+
+def out_of_fold_proba(
+    head: EmbeddingClassifier, X: np.ndarray, y: Sequence[str], texts: Sequence[str], cv: Any
+) -> np.ndarray:
+    """Probabilities of each row from a clone of ``head`` fitted on the other folds of ``cv``.
+
+    Returns:
+        np.ndarray: shape ``(n, n_classes)``, columns in sorted label order.
+    """
+    y_arr = np.asarray(y)
+    texts_arr = np.asarray(texts, dtype=object)
+    proba = np.zeros((len(y_arr), len(np.unique(y_arr))))
+    for train_idx, test_idx in cv.split(X, y_arr):
+        fitted = clone(head).fit(X[train_idx], y_arr[train_idx], texts=list(texts_arr[train_idx]))
+        proba[test_idx] = fitted.predict_proba(X[test_idx], texts=list(texts_arr[test_idx]))
+    return proba

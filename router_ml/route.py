@@ -1,0 +1,181 @@
+"""Route prompts: :class:`Router` turns a prompt or an OpenAI-style conversation into a :class:`Decision`.
+
+No network here: a decision names the target model from the route table; calling it is the dispatcher's job.
+
+Conversations are routed on the last user turn. A short last turn ("yes, do it", "make it shorter") carries little
+signal on its own, so its probabilities are blended with those of the preceding conversation: the weight of the
+last turn grows with its length and reaches 1 at ``CONTEXT_FULL_WEIGHT_WORDS`` words.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifact import Artifact
+from .artifact import load as load_artifact
+from .embed import Embedder
+from .exceptions import DataError
+from .routes import RouteTable, load_routes
+
+__all__ = ["CONTEXT_FULL_WEIGHT_WORDS", "Decision", "Router", "routing_texts"]
+
+CONTEXT_FULL_WEIGHT_WORDS = 12
+CONTEXT_CHARS = 1000
+
+Prompt = str | Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where one prompt goes.
+
+    Attributes:
+        label (str): the route taken (the default route when abstained).
+        model (str): the litellm model string of that route.
+        confidence (float): probability of the predicted label.
+        probabilities (dict[str, float]): probability of every label.
+        predicted (str): the most probable label, before abstention.
+        abstained (bool): confidence was below the threshold, so the default route was taken.
+        latency_ms (float): time to decide, in milliseconds.
+    """
+
+    label: str
+    model: str
+    confidence: float
+    probabilities: dict[str, float]
+    predicted: str
+    abstained: bool
+    latency_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # OpenAI content parts
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+    return ""
+
+
+def routing_texts(prompt: Prompt) -> tuple[str, str | None]:
+    """The text to route on and, for conversations, the preceding context (``None`` if there is none).
+
+    Raises:
+        DataError: an empty prompt, an empty messages list, or no user turn with text.
+    """
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise DataError("the prompt is empty; pass a non-empty string or a messages list")
+        return prompt, None
+    if not isinstance(prompt, Sequence) or not prompt:
+        raise DataError("messages must be a non-empty list of {'role': ..., 'content': ...} objects")
+    for i, message in enumerate(prompt):
+        if not isinstance(message, Mapping) or "role" not in message:
+            raise DataError(f"messages[{i}] must be an object with 'role' and 'content', found {message!r:.80}")
+    user_turns = [i for i, m in enumerate(prompt) if m["role"] == "user" and _content_text(m.get("content")).strip()]
+    if not user_turns:
+        raise DataError("messages contain no user turn with text; the router routes on the last user message")
+    last = user_turns[-1]
+    earlier = [_content_text(m.get("content")) for m in prompt[:last] if m["role"] in ("user", "assistant", "system")]
+    context = "\n".join(t for t in earlier if t.strip())[-CONTEXT_CHARS:]
+    return _content_text(prompt[last]["content"]), (context or None)
+
+
+class Router:
+    """A trained router plus a route table: decides which model serves a prompt.
+
+    Args:
+        artifact (Artifact): a loaded router artifact.
+        routes (RouteTable | None): the route table; the artifact's own, else the bundled example.
+        threshold (float | None): abstention threshold; the artifact's when ``None``.
+        default_route (str | None): route for abstained decisions; the route table's when ``None``.
+
+    Example:
+        >>> router = Router.load("artifacts/router")  # doctest: +SKIP
+        >>> router.route("write a haiku about rain").label  # doctest: +SKIP
+        'creative'
+    """
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        routes: RouteTable | None = None,
+        *,
+        threshold: float | None = None,
+        default_route: str | None = None,
+    ) -> None:
+        self.artifact = artifact
+        self.routes = routes or load_routes(artifact.routes_path)
+        self.labels = [str(c) for c in artifact.model.classes_]
+        self.routes.check_labels(self.labels)
+        self.threshold = artifact.threshold if threshold is None else float(threshold)
+        self.default_route = default_route or self.routes.default_route
+        self.routes[self.default_route]  # raises a ConfigError naming the routes if unknown
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        routes: str | Path | RouteTable | None = None,
+        *,
+        embedder: Embedder | None = None,
+        backend: str | None = None,
+        threshold: float | None = None,
+        default_route: str | None = None,
+    ) -> Router:
+        """Load an artifact directory (and a route table file or object) into a ready router."""
+        artifact = load_artifact(path, embedder=embedder, backend=backend)
+        table = routes if isinstance(routes, RouteTable) or routes is None else load_routes(routes)
+        return cls(artifact, table, threshold=threshold, default_route=default_route)
+
+    @property
+    def version(self) -> str:
+        """The artifact's router id (logged with every outcome)."""
+        return self.artifact.fingerprint
+
+    def _decide(self, proba: np.ndarray, started: float) -> Decision:
+        top = int(np.argmax(proba))
+        predicted, confidence = self.labels[top], float(proba[top])
+        abstained = confidence < self.threshold
+        label = self.default_route if abstained else predicted
+        return Decision(
+            label=label,
+            model=self.routes[label].model,
+            confidence=confidence,
+            probabilities={c: float(p) for c, p in zip(self.labels, proba, strict=True)},
+            predicted=predicted,
+            abstained=abstained,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def route(self, prompt: Prompt) -> Decision:
+        """Decide the route of one prompt (a string or an OpenAI-style messages list)."""
+        return self.route_batch([prompt])[0]
+
+    def route_batch(self, prompts: Sequence[Prompt]) -> list[Decision]:
+        """Decide the routes of many prompts with one embedding pass; the order is kept."""
+        started = time.perf_counter()
+        if isinstance(prompts, str):
+            raise DataError("route_batch takes a list of prompts; use route() for a single string")
+        pairs = [routing_texts(p) for p in prompts]
+        if not pairs:
+            return []
+        texts = [t for t, _ in pairs]
+        contexts = [(i, c) for i, (_, c) in enumerate(pairs) if c is not None]
+        all_texts = texts + [c for _, c in contexts]
+        vectors = self.artifact.model.embedder.encode(all_texts)  # type: ignore[union-attr]
+        proba = self.artifact.model.predict_proba_embeddings(vectors, all_texts)
+        final = proba[: len(texts)].copy()
+        for row, (i, _) in enumerate(contexts, start=len(texts)):
+            weight = min(1.0, len(texts[i].split()) / CONTEXT_FULL_WEIGHT_WORDS)
+            final[i] = weight * proba[i] + (1.0 - weight) * proba[row]
+        return [self._decide(p, started) for p in final]

@@ -1,0 +1,233 @@
+"""The route table: which litellm model serves each routing label, its fallbacks and prices.
+
+A route table is a TOML file (see ``data/routes.toml``)::
+
+    default_route = "reasoning"
+
+    [routes.code]
+    model = "anthropic/claude-sonnet-4-5"
+    fallbacks = ["openai/gpt-5"]
+    input_price = 3.0      # USD per million prompt tokens
+    output_price = 15.0    # USD per million completion tokens
+    output_tokens = 700    # typical completion length (cost estimates)
+    max_input_tokens = 200000
+
+It is validated once, on load, into frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigError
+
+__all__ = ["ModelPrice", "Route", "RouteTable", "bundled_routes_path", "load_routes"]
+
+_ROUTE_KEYS = {"model", "fallbacks", "input_price", "output_price", "output_tokens", "max_input_tokens"}
+_MODEL_KEYS = {"input_price", "output_price", "max_input_tokens"}
+
+
+def bundled_routes_path() -> Path:
+    """Path of the example route table shipped with the project (``data/routes.toml``)."""
+    repo_copy = Path(__file__).resolve().parent.parent / "data" / "routes.toml"
+    if repo_copy.is_file():
+        return repo_copy
+    return Path(str(resources.files("router_ml") / "_data" / "routes.toml"))
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """Price and context window of one litellm model.
+
+    Args:
+        input_price (float): USD per million prompt tokens.
+        output_price (float): USD per million completion tokens.
+        max_input_tokens (int | None): the model's context window, if known.
+    """
+
+    input_price: float
+    output_price: float
+    max_input_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input_price", "output_price"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{name} must be a non-negative number of USD per million tokens, got {value!r}")
+        if self.max_input_tokens is not None and (
+            not isinstance(self.max_input_tokens, int) or self.max_input_tokens <= 0
+        ):
+            raise ConfigError(f"max_input_tokens must be a positive integer, got {self.max_input_tokens!r}")
+
+    def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
+        """USD cost of one call with these token counts."""
+        return (prompt_tokens * self.input_price + completion_tokens * self.output_price) / 1e6
+
+
+@dataclass(frozen=True)
+class Route:
+    """One routing label's target model, fallbacks and prices."""
+
+    label: str
+    model: str
+    fallbacks: tuple[str, ...] = ()
+    input_price: float = 0.0
+    output_price: float = 0.0
+    output_tokens: int = 500
+    max_input_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or "/" not in self.model:
+            raise ConfigError(
+                f"route {self.label!r}: model must be a litellm model string like 'openai/gpt-5', got {self.model!r}"
+            )
+        bad = [f for f in self.fallbacks if not isinstance(f, str) or not f]
+        if bad:
+            raise ConfigError(f"route {self.label!r}: fallbacks must be non-empty model strings, got {bad!r}")
+        if self.model in self.fallbacks:
+            raise ConfigError(f"route {self.label!r}: model {self.model!r} also appears in its own fallbacks")
+        if not isinstance(self.output_tokens, int) or self.output_tokens <= 0:
+            raise ConfigError(f"route {self.label!r}: output_tokens must be a positive integer")
+        ModelPrice(self.input_price, self.output_price, self.max_input_tokens)  # validates the numbers
+
+    @property
+    def price(self) -> ModelPrice:
+        """This route's primary model price."""
+        return ModelPrice(self.input_price, self.output_price, self.max_input_tokens)
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """Label → :class:`Route`, plus the default route for abstained decisions and extra model prices."""
+
+    routes: dict[str, Route]
+    default_route: str
+    models: dict[str, ModelPrice] = field(default_factory=dict)
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        if not self.routes:
+            raise ConfigError(f"{self.source}: the route table defines no routes; add a [routes.<label>] table")
+        if self.default_route not in self.routes:
+            raise ConfigError(
+                f"{self.source}: default_route {self.default_route!r} is not one of the routes "
+                f"{sorted(self.routes)}; set default_route to one of them"
+            )
+
+    @property
+    def labels(self) -> list[str]:
+        """The routing labels, sorted."""
+        return sorted(self.routes)
+
+    def __getitem__(self, label: str) -> Route:
+        try:
+            return self.routes[label]
+        except KeyError:
+            raise ConfigError(
+                f"{self.source}: no route for label {label!r}; the table has {self.labels}. "
+                "Add a [routes.<label>] table or retrain the router on these labels."
+            ) from None
+
+    def check_labels(self, labels: list[str]) -> None:
+        """Raise unless every label a router can predict has a route."""
+        missing = sorted(set(labels) - set(self.routes))
+        if missing:
+            raise ConfigError(
+                f"{self.source}: the router predicts {missing} but the route table has no route for them; "
+                f"routes defined: {self.labels}"
+            )
+
+    def price_of(self, model: str) -> ModelPrice | None:
+        """Price of a model, whether it is a route's primary model or listed under ``[models]``."""
+        for route in self.routes.values():
+            if route.model == model:
+                return route.price
+        return self.models.get(model)
+
+    def premium_route(self) -> Route:
+        """The most expensive route (by output, then input price): the 'send everything there' baseline."""
+        return max(self.routes.values(), key=lambda r: (r.output_price, r.input_price))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict in the TOML file's layout."""
+        routes = {}
+        for label, route in self.routes.items():
+            data = asdict(route)
+            data.pop("label")
+            data["fallbacks"] = list(route.fallbacks)
+            routes[label] = {k: v for k, v in data.items() if v is not None}
+        models = {name: {k: v for k, v in asdict(p).items() if v is not None} for name, p in self.models.items()}
+        return {"default_route": self.default_route, "routes": routes, "models": models}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<memory>") -> RouteTable:
+        """Build and validate a route table from the TOML file's layout."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a table at the top level, found {type(data).__name__}")
+        unknown = set(data) - {"default_route", "routes", "models"}
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown top-level keys {sorted(unknown)}; expected default_route, [routes.*], [models.*]"
+            )
+        raw_routes = data.get("routes")
+        if not isinstance(raw_routes, dict) or not raw_routes:
+            raise ConfigError(f"{source}: expected [routes.<label>] tables, found none")
+        routes = {label: _route_from_dict(label, spec, source) for label, spec in raw_routes.items()}
+        models = {name: _price_from_dict(name, spec, source) for name, spec in (data.get("models") or {}).items()}
+        default = data.get("default_route", sorted(routes)[0])
+        return cls(routes=routes, default_route=default, models=models, source=source)
+
+
+def _route_from_dict(label: str, spec: Any, source: str) -> Route:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{source}: [routes.{label}] must be a table, found {type(spec).__name__}")
+    unknown = set(spec) - _ROUTE_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{source}: [routes.{label}] has unknown keys {sorted(unknown)}; allowed: {sorted(_ROUTE_KEYS)}"
+        )
+    if "model" not in spec:
+        raise ConfigError(f'{source}: [routes.{label}] needs a model = "provider/model" entry')
+    fallbacks = spec.get("fallbacks", [])
+    if not isinstance(fallbacks, list):
+        raise ConfigError(f"{source}: [routes.{label}] fallbacks must be a list of model strings")
+    try:
+        return Route(label=label, **{**spec, "fallbacks": tuple(fallbacks)})
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _price_from_dict(name: str, spec: Any, source: str) -> ModelPrice:
+    if not isinstance(spec, dict) or set(spec) - _MODEL_KEYS or not {"input_price", "output_price"} <= set(spec):
+        raise ConfigError(
+            f'{source}: [models."{name}"] must be a table with input_price and output_price '
+            f"(and optionally max_input_tokens), found {spec!r}"
+        )
+    try:
+        return ModelPrice(**spec)
+    except ConfigError as exc:
+        raise ConfigError(f'{source}: [models."{name}"]: {exc}') from None
+
+
+def load_routes(path: str | Path | None = None) -> RouteTable:
+    """Read and validate a route table TOML file (the bundled example when ``path`` is None).
+
+    Example:
+        >>> table = load_routes()
+        >>> table["code"].model.startswith("anthropic/")
+        True
+    """
+    path = Path(path) if path is not None else bundled_routes_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read route table {path}: {exc.strerror}; pass an existing TOML file") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); see data/routes.toml for the expected layout") from None
+    return RouteTable.from_dict(data, source=str(path))

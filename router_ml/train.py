@@ -1,0 +1,186 @@
+"""Train a router: embed the prompts, choose hyper-parameters by cross-validation, fit, pick a threshold.
+
+Batch embeddings are cached on disk with :class:`joblib.Memory`, keyed by the embedder's weight fingerprint and
+the texts, so retraining or evaluating on the same data does not embed it again. The cache folder is
+``$ROUTER_ML_CACHE_DIR`` (default ``~/.cache/router-ml``); set ``ROUTER_ML_CACHE_DIR=off`` to disable it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from .data import LabelledPrompts
+from .embed import DEFAULT_MODEL, Embedder, make_embedder
+from .exceptions import ConfigError
+from .metrics import calibration, classification_report, threshold_for_precision
+from .model import CALIBRATIONS, EmbeddingClassifier, RouterModel, out_of_fold_proba
+
+__all__ = ["TrainConfig", "TrainResult", "cache_dir", "embed_texts", "train"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a router.
+
+    Args:
+        embedder (str): sentence-transformers model name or path. Default the bundled all-MiniLM-L6-v2.
+        backend (str): embedder backend (see ``router_ml.embed.EMBEDDERS``). Default ``"torch"``.
+        c_grid (tuple[float, ...]): values of the inverse regularisation ``C`` tried by cross-validation.
+        class_weights (tuple): ``class_weight`` values tried (``"balanced"`` and/or ``None``).
+        tfidf (tuple[bool, ...]): whether to add TF-IDF n-gram features, values tried.
+        calibration (str): probability calibration of the final head (see :class:`EmbeddingClassifier`).
+        cv_folds (int): stratified folds for model selection. Default 5.
+        min_per_label (int): refuse to train when a label has fewer examples. Default 10.
+        threshold (float | None): abstain below this confidence; ``None`` picks it from ``target_precision``.
+        target_precision (float): with ``threshold=None``, the out-of-fold precision the answered decisions
+            must reach. Default 0.9.
+        seed (int): random seed for the folds. Default 0.
+    """
+
+    embedder: str = DEFAULT_MODEL
+    backend: str = "torch"
+    c_grid: tuple[float, ...] = (2.0, 8.0, 32.0)
+    class_weights: tuple[str | None, ...] = ("balanced",)
+    tfidf: tuple[bool, ...] = (True, False)
+    calibration: str = "temperature"
+    cv_folds: int = 5
+    min_per_label: int = 10
+    threshold: float | None = None
+    target_precision: float = 0.9
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.c_grid or any(c <= 0 for c in self.c_grid):
+            raise ConfigError(f"c_grid must hold positive numbers, got {self.c_grid}")
+        if self.calibration not in CALIBRATIONS:
+            raise ConfigError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if self.cv_folds < 2:
+            raise ConfigError(f"cv_folds must be at least 2, got {self.cv_folds}")
+        if self.threshold is not None and not 0.0 <= self.threshold < 1.0:
+            raise ConfigError(f"threshold must be in [0, 1), got {self.threshold}")
+        if not 0.0 < self.target_precision <= 1.0:
+            raise ConfigError(f"target_precision must be in (0, 1], got {self.target_precision}")
+        bad = [w for w in self.class_weights if w not in ("balanced", None)]
+        if bad or not self.class_weights:
+            raise ConfigError(f"class_weights may hold 'balanced' and/or None, got {self.class_weights}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        for key in ("c_grid", "class_weights", "tfidf"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    """A fitted router and what training measured.
+
+    Attributes:
+        model (RouterModel): the fitted model.
+        threshold (float): abstention threshold on the top-class probability.
+        metrics (dict): cross-validation grid, chosen parameters, out-of-fold report and calibration.
+        embeddings (np.ndarray): the training embeddings (reusable by evaluation).
+    """
+
+    model: RouterModel
+    threshold: float
+    metrics: dict[str, Any]
+    embeddings: np.ndarray = field(repr=False)
+
+
+def cache_dir() -> Path | None:
+    """Embedding cache folder, or ``None`` when disabled (``ROUTER_ML_CACHE_DIR=off``)."""
+    value = os.environ.get("ROUTER_ML_CACHE_DIR", "")
+    if value.lower() in ("off", "none", "0"):
+        return None
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "router-ml"
+
+
+def _embed_uncached(embedder: Embedder, fingerprint: str, texts: list[str]) -> np.ndarray:
+    del fingerprint  # part of the cache key only
+    return embedder.encode(texts, show_progress=True)
+
+
+def embed_texts(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    """Embed a batch of texts, through the on-disk cache when it is enabled."""
+    folder = cache_dir()
+    if folder is None:
+        return embedder.encode(texts, show_progress=True)
+    from joblib import Memory
+
+    cached = Memory(folder / "embeddings", verbose=0).cache(_embed_uncached, ignore=["embedder"])
+    return cached(embedder, f"{embedder.backend}:{embedder.fingerprint}", list(texts))
+
+
+def train(data: LabelledPrompts, config: TrainConfig | None = None, embedder: Embedder | None = None) -> TrainResult:
+    """Fit a router on labelled prompts.
+
+    Args:
+        data (LabelledPrompts): training prompts (validated by :mod:`router_ml.data`).
+        config (TrainConfig | None): training options; defaults when ``None``.
+        embedder (Embedder | None): a ready embedder (e.g. shared across calls); built from ``config`` if ``None``.
+
+    Returns:
+        TrainResult: the fitted model, its threshold and training metrics.
+    """
+    config = config or TrainConfig()
+    data.check_min_per_label(max(config.min_per_label, config.cv_folds))
+    embedder = embedder or make_embedder(config.embedder, config.backend)
+    started = time.perf_counter()
+    X = embed_texts(embedder, data.texts)
+    embed_seconds = time.perf_counter() - started
+    y = np.asarray(data.labels)
+
+    folds = StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed)
+    classes = np.unique(y)
+    grid = []
+    for c, weight, tfidf in product(config.c_grid, config.class_weights, config.tfidf):
+        head = EmbeddingClassifier(C=c, class_weight=weight, tfidf=tfidf, calibration="none")
+        pred = classes[out_of_fold_proba(head, X, y, data.texts, folds).argmax(axis=1)]
+        score = classification_report(y, pred).macro_f1
+        grid.append({"C": c, "class_weight": weight, "tfidf": tfidf, "cv_macro_f1": score})
+        logger.info("C=%s class_weight=%s tfidf=%s: cv macro-F1 %.4f", c, weight, tfidf, score)
+    best = max(grid, key=lambda g: (g["cv_macro_f1"], -g["C"]))
+    params = {k: best[k] for k in ("C", "class_weight", "tfidf")}
+
+    head = EmbeddingClassifier(**params, calibration=config.calibration)
+    oof = out_of_fold_proba(head, X, y, data.texts, folds)
+    oof_report = classification_report(y, classes[oof.argmax(axis=1)], labels=list(classes))
+    if config.threshold is not None:
+        threshold = config.threshold
+    else:
+        threshold, _, _ = threshold_for_precision(oof, y, classes, config.target_precision)
+        threshold = min(threshold, 0.5)  # never abstain on a clear majority
+
+    model = RouterModel(embedder=embedder, head=head).fit(data.texts, y, embeddings=X)
+    metrics = {
+        "n_train": len(data),
+        "label_counts": data.counts(),
+        "cv_grid": grid,
+        "best_params": params,
+        "cv_macro_f1": best["cv_macro_f1"],
+        "oof_report": oof_report.to_dict(),
+        "oof_ece": calibration(oof, y, classes).ece,
+        "embed_seconds": round(embed_seconds, 3),
+        "train_seconds": round(time.perf_counter() - started, 3),
+        "config": config.to_dict(),
+    }
+    return TrainResult(model=model, threshold=float(threshold), metrics=metrics, embeddings=X)

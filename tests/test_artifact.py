@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from router_ml import artifact
+from router_ml.artifact import LibraryVersionWarning, library_versions
+from router_ml.exceptions import ArtifactError
+
+
+def test_round_trip_gives_identical_predictions(small_artifact, small_result, small_data, embedder):
+    loaded = artifact.load(small_artifact, embedder=embedder)
+    texts = small_data.texts[:40]
+    np.testing.assert_array_equal(loaded.model.predict_proba(texts), small_result.model.predict_proba(texts))
+    assert loaded.threshold == small_result.threshold
+
+
+def test_manifest_contents(small_artifact, small_data, small_result):
+    manifest = json.loads((small_artifact / "manifest.json").read_text())
+    assert set(manifest) == {
+        "schema_version", "router_id", "created_at", "labels", "threshold", "embedder", "head",
+        "training_data", "metrics", "library_versions",
+    }
+    assert manifest["schema_version"] == artifact.SCHEMA_VERSION
+    assert manifest["labels"] == ["code", "creative", "reasoning", "simple"]
+    assert manifest["embedder"] == {
+        "backend": "torch", "name": "all-MiniLM-L6-v2", "dim": 384,
+        "fingerprint": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    }
+    assert manifest["training_data"] == {"sha256": small_data.fingerprint(), "size": len(small_data), "counts": small_data.counts()}
+    assert manifest["library_versions"] == library_versions()
+    assert manifest["metrics"]["cv_macro_f1"] == small_result.metrics["cv_macro_f1"]
+    assert (small_artifact / "head.joblib").is_file() and (small_artifact / "routes.toml").is_file()
+
+
+def _tampered(src, tmp_path, edit):
+    dst = tmp_path / "router"
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    edit(manifest)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+def test_wrong_dimension_is_refused(small_artifact, tmp_path, embedder):
+    path = _tampered(small_artifact, tmp_path, lambda m: m["embedder"].update(dim=768))
+    with pytest.raises(ArtifactError, match="768-dimensional embeddings"):
+        artifact.load(path, embedder=embedder)
+
+
+def test_wrong_fingerprint_is_refused(small_artifact, tmp_path, embedder):
+    path = _tampered(small_artifact, tmp_path, lambda m: m["embedder"].update(fingerprint="0" * 64))
+    with pytest.raises(ArtifactError, match="embedder weights differ"):
+        artifact.load(path, embedder=embedder)
+
+
+def test_library_drift_warns(small_artifact, tmp_path, embedder):
+    path = _tampered(small_artifact, tmp_path, lambda m: m["library_versions"].update({"scikit-learn": "0.24.2"}))
+    with pytest.warns(LibraryVersionWarning, match="scikit-learn 0.24.2"):
+        artifact.load(path, embedder=embedder)
+
+
+def test_schema_and_missing_files(small_artifact, tmp_path, embedder):
+    with pytest.raises(ArtifactError, match="manifest.json not found"):
+        artifact.load(tmp_path)
+    path = _tampered(small_artifact, tmp_path, lambda m: m.update(schema_version=99))
+    with pytest.raises(ArtifactError, match="schema_version 99"):
+        artifact.load(path, embedder=embedder)
+
+
+def test_missing_head_file(small_artifact, tmp_path, embedder):
+    path = _tampered(small_artifact, tmp_path, lambda m: None)
+    (path / "head.joblib").unlink()
+    with pytest.raises(ArtifactError, match="head.joblib not found"):
+        artifact.load(path, embedder=embedder)
+
+
+def test_refuses_to_overwrite(small_result, small_artifact):
+    with pytest.raises(ArtifactError, match="exists and is not empty"):
+        artifact.save(small_result.model, small_artifact, threshold=0.1)

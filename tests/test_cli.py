@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from router_ml.cli import cli
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_help_explains_every_command(runner):
+    assert "route each LLM request" in runner.invoke(cli, ["--help"]).output
+    for command, phrase in [("train", "bundled dataset"), ("eval", "macro-F1"), ("route", "standard input")]:
+        result = runner.invoke(cli, [command, "--help"])
+        assert result.exit_code == 0 and phrase in result.output
+
+
+def test_train_eval_route_on_a_user_file(runner, small_jsonl, tmp_path):
+    out = tmp_path / "router"
+    result = runner.invoke(cli, ["train", str(small_jsonl), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "training on 120 prompts" in result.output and (out / "manifest.json").is_file()
+
+    report_dir = tmp_path / "report"
+    result = runner.invoke(cli, ["eval", str(out), "--data", str(small_jsonl), "--report-dir", str(report_dir), "--no-baselines"])
+    assert result.exit_code == 0, result.output
+    assert "macro-F1" in result.output and "expected calibration error" in result.output and "saved" in result.output
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["report"]["n"] == 120
+    assert (report_dir / "confusion_matrix.png").is_file() and (report_dir / "reliability.png").is_file()
+
+    result = runner.invoke(cli, ["route", "--model", str(out), "--json", "Write a Rust function that parses a CSV line."])
+    assert result.exit_code == 0, result.output
+    decision = json.loads(result.output.strip().splitlines()[-1])
+    assert decision["label"] == "code" and decision["model"].startswith("anthropic/")
+
+    stdin = "Write a haiku about the moon\n\n" + json.dumps([{"role": "user", "content": "Sort this list: 3, 1, 2"}]) + "\n"
+    result = runner.invoke(cli, ["route", "--model", str(out)], input=stdin)
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("creative")
+
+
+def test_bad_input_gives_one_clear_line(runner, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok", "label": "code"}\n{"text": "", "label": "code"}\n', encoding="utf-8")
+    result = runner.invoke(cli, ["train", str(bad), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert f"error: {bad}:2: text is empty" in result.output
+    assert "Traceback" not in result.output
+
+    result = runner.invoke(cli, ["route", "--model", str(tmp_path), "hello"])
+    assert result.exit_code == 2 and "not a router artifact" in result.output
+
+
+def test_route_without_prompts_is_a_usage_error(runner, small_artifact):
+    result = runner.invoke(cli, ["route", "--model", str(small_artifact)], input="")
+    assert result.exit_code == 2 and "no prompts" in result.output

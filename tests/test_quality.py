@@ -1,0 +1,50 @@
+"""Routing quality of the router trained on the full bundled training split (slow: embeds ~4,000 prompts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from router_ml.data import load_bundled, load_file
+from router_ml.evaluate import cross_validate_methods, evaluate
+from router_ml.routes import load_routes
+from router_ml.train import TrainConfig, embed_texts, train
+
+from .conftest import DEV_PATH
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bundled(embedder):
+    data = load_bundled("train")
+    return data, train(data, TrainConfig(), embedder=embedder)
+
+
+def test_heldout_split_quality(bundled):
+    data, result = bundled
+    heldout = load_bundled("heldout")
+    report = evaluate(result.model, heldout, load_routes(), threshold=result.threshold)
+    assert report.report.macro_f1 >= 0.90, report.format()
+    assert report.calibration.ece < 0.08
+    assert report.cost["saving_vs_premium"] > 0.2
+
+
+@pytest.mark.skipif(not DEV_PATH.is_file(), reason=f"{DEV_PATH} not present: real third-party prompts are not shipped")
+def test_real_prompts_quality_and_baselines(bundled, embedder):
+    data, result = bundled
+    dev = load_file(DEV_PATH)
+    report = evaluate(
+        result.model, dev, load_routes(), threshold=result.threshold, train=data, train_embeddings=result.embeddings
+    )
+    assert report.report.macro_f1 >= 0.85, report.format()
+    assert all(report.report.macro_f1 > s["macro_f1"] for s in report.baselines.values()), report.baselines
+
+
+@pytest.mark.skipif(not DEV_PATH.is_file(), reason=f"{DEV_PATH} not present: real third-party prompts are not shipped")
+def test_router_beats_baselines_under_cross_validation_on_real_prompts(bundled, embedder):
+    _, result = bundled
+    dev = load_file(DEV_PATH)
+    X = embed_texts(embedder, dev.texts)
+    scores = cross_validate_methods(dev.texts, dev.labels, X, result.model.head_, folds=5)
+    router = scores.pop("router")["macro_f1_mean"]
+    assert all(router > s["macro_f1_mean"] for s in scores.values()), (router, scores)

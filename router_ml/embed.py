@@ -38,6 +38,7 @@ BUNDLED_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fa
 """Published SHA-256 of all-MiniLM-L6-v2's ``model.safetensors``."""
 
 _DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+HEAD_TAIL_SEPARATOR_TOKENS = 3
 PROGRESS_MIN_TEXTS = 256
 """Inputs at least this long show a progress bar (when asked for)."""
 
@@ -158,7 +159,11 @@ class SentenceTransformerEmbedder(Embedder):
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise EmbedderError("sentence-transformers is not installed: `pip install sentence-transformers`") from None
+        from transformers.utils import logging as hf_logging
+
         target = str(self._path) if self._path is not None else self.name
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on every router start
         try:
             return SentenceTransformer(target, device=self.device)
         except Exception as exc:  # sentence-transformers raises many types (OSError, HF errors, ValueError)
@@ -167,6 +172,9 @@ class SentenceTransformerEmbedder(Embedder):
                 "offline, a local model folder, or the default 'all-MiniLM-L6-v2'; set HF_HUB_OFFLINE=1 to fail fast "
                 "without network."
             ) from exc
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
 
     def _check_bundled_hash(self) -> None:
         weights = bundled_model_path() / "model.safetensors"
@@ -200,9 +208,31 @@ class SentenceTransformerEmbedder(Embedder):
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()
 
+    def fit_length(self, texts: list[str]) -> list[str]:
+        """Shorten texts longer than the model reads to their head and tail, joined by " ... ".
+
+        The model only reads ``max_seq_length`` tokens, and plain truncation would drop the end of a long prompt,
+        which is where an instruction often sits ("<pasted article> Summarize the above."). Half of the budget
+        goes to the head and half to the tail. A text with no more characters than the budget cannot exceed
+        it (every token covers at least one character), so short texts are never tokenized here.
+        """
+        budget = self.max_seq_length - 2 - HEAD_TAIL_SEPARATOR_TOKENS  # [CLS], [SEP], the " ... " separator
+        long = [i for i, t in enumerate(texts) if len(t) > budget]
+        if not long:
+            return texts
+        tokenizer = self.model.tokenizer
+        ids = tokenizer([texts[i] for i in long], add_special_tokens=False, verbose=False)["input_ids"]
+        fitted = list(texts)
+        for i, tokens in zip(long, ids, strict=True):
+            if len(tokens) > budget:
+                head = budget // 2
+                tail = budget - head
+                fitted[i] = f"{tokenizer.decode(tokens[:head])} ... {tokenizer.decode(tokens[-tail:])}"
+        return fitted
+
     def _encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
         vectors = self.model.encode(
-            texts,
+            self.fit_length(texts),
             batch_size=batch_size,
             show_progress_bar=show_progress,
             normalize_embeddings=True,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
@@ -174,18 +175,34 @@ class RouterModel(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(proba, axis=-1)]
 
 
+def _fit_fold(
+    head: EmbeddingClassifier,
+    X: np.ndarray,
+    y: np.ndarray,
+    texts: np.ndarray,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+) -> np.ndarray:
+    fitted = clone(head).fit(X[train_idx], y[train_idx], texts=list(texts[train_idx]))
+    return fitted.predict_proba(X[test_idx], texts=list(texts[test_idx]))
+
+
 def out_of_fold_proba(
-    head: EmbeddingClassifier, X: np.ndarray, y: Sequence[str], texts: Sequence[str], cv: Any
+    head: EmbeddingClassifier, X: np.ndarray, y: Sequence[str], texts: Sequence[str], cv: Any, n_jobs: int | None = None
 ) -> np.ndarray:
     """Probabilities of each row from a clone of ``head`` fitted on the other folds of ``cv``.
+
+    Args:
+        n_jobs (int | None): folds fitted in parallel (joblib; ``-1`` = all cores). Default one at a time.
 
     Returns:
         np.ndarray: shape ``(n, n_classes)``, columns in sorted label order.
     """
     y_arr = np.asarray(y)
     texts_arr = np.asarray(texts, dtype=object)
+    splits = list(cv.split(X, y_arr))
+    results = Parallel(n_jobs=n_jobs)(delayed(_fit_fold)(head, X, y_arr, texts_arr, tr, te) for tr, te in splits)
     proba = np.zeros((len(y_arr), len(np.unique(y_arr))))
-    for train_idx, test_idx in cv.split(X, y_arr):
-        fitted = clone(head).fit(X[train_idx], y_arr[train_idx], texts=list(texts_arr[train_idx]))
-        proba[test_idx] = fitted.predict_proba(X[test_idx], texts=list(texts_arr[test_idx]))
+    for (_, test_idx), fold_proba in zip(splits, results, strict=True):
+        proba[test_idx] = fold_proba
     return proba

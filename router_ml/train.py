@@ -46,11 +46,12 @@ class TrainConfig:
         target_precision (float): with ``threshold=None``, the out-of-fold precision the answered decisions
             must reach. Default 0.9.
         seed (int): random seed for the folds. Default 0.
+        n_jobs (int | None): cross-validation folds fitted in parallel; -1 (default) uses every core.
     """
 
     embedder: str = DEFAULT_MODEL
     backend: str = "torch"
-    c_grid: tuple[float, ...] = (2.0, 8.0, 32.0)
+    c_grid: tuple[float, ...] = (4.0, 16.0, 64.0)
     class_weights: tuple[str | None, ...] = ("balanced",)
     tfidf: tuple[bool, ...] = (True, False)
     calibration: str = "temperature"
@@ -59,6 +60,7 @@ class TrainConfig:
     threshold: float | None = None
     target_precision: float = 0.9
     seed: int = 0
+    n_jobs: int | None = -1
 
     def __post_init__(self) -> None:
         if not self.c_grid or any(c <= 0 for c in self.c_grid):
@@ -154,7 +156,7 @@ def train(data: LabelledPrompts, config: TrainConfig | None = None, embedder: Em
     grid = []
     for c, weight, tfidf in product(config.c_grid, config.class_weights, config.tfidf):
         head = EmbeddingClassifier(C=c, class_weight=weight, tfidf=tfidf, calibration="none")
-        pred = classes[out_of_fold_proba(head, X, y, data.texts, folds).argmax(axis=1)]
+        pred = classes[out_of_fold_proba(head, X, y, data.texts, folds, config.n_jobs).argmax(axis=1)]
         score = classification_report(y, pred).macro_f1
         grid.append({"C": c, "class_weight": weight, "tfidf": tfidf, "cv_macro_f1": score})
         logger.info("C=%s class_weight=%s tfidf=%s: cv macro-F1 %.4f", c, weight, tfidf, score)
@@ -162,7 +164,7 @@ def train(data: LabelledPrompts, config: TrainConfig | None = None, embedder: Em
     params = {k: best[k] for k in ("C", "class_weight", "tfidf")}
 
     head = EmbeddingClassifier(**params, calibration=config.calibration)
-    oof = out_of_fold_proba(head, X, y, data.texts, folds)
+    oof = out_of_fold_proba(head, X, y, data.texts, folds, config.n_jobs)
     oof_report = classification_report(y, classes[oof.argmax(axis=1)], labels=list(classes))
     if config.threshold is not None:
         threshold = config.threshold

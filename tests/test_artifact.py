@@ -21,16 +21,30 @@ def test_round_trip_gives_identical_predictions(small_artifact, small_result, sm
 def test_manifest_contents(small_artifact, small_data, small_result):
     manifest = json.loads((small_artifact / "manifest.json").read_text())
     assert set(manifest) == {
-        "schema_version", "router_id", "created_at", "labels", "threshold", "embedder", "head",
-        "training_data", "metrics", "library_versions",
+        "schema_version",
+        "router_id",
+        "created_at",
+        "labels",
+        "threshold",
+        "embedder",
+        "head",
+        "training_data",
+        "metrics",
+        "library_versions",
     }
     assert manifest["schema_version"] == artifact.SCHEMA_VERSION
     assert manifest["labels"] == ["code", "creative", "reasoning", "simple"]
     assert manifest["embedder"] == {
-        "backend": "torch", "name": "all-MiniLM-L6-v2", "dim": 384,
+        "backend": "torch",
+        "name": "all-MiniLM-L6-v2",
+        "dim": 384,
         "fingerprint": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     }
-    assert manifest["training_data"] == {"sha256": small_data.fingerprint(), "size": len(small_data), "counts": small_data.counts()}
+    assert manifest["training_data"] == {
+        "sha256": small_data.fingerprint(),
+        "size": len(small_data),
+        "counts": small_data.counts(),
+    }
     assert manifest["library_versions"] == library_versions()
     assert manifest["metrics"]["cv_macro_f1"] == small_result.metrics["cv_macro_f1"]
     assert (small_artifact / "head.joblib").is_file() and (small_artifact / "routes.toml").is_file()

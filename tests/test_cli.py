@@ -27,22 +27,28 @@ def test_train_eval_route_on_a_user_file(runner, small_jsonl, tmp_path):
     assert "training on 120 prompts" in result.output and (out / "manifest.json").is_file()
 
     report_dir = tmp_path / "report"
-    result = runner.invoke(cli, ["eval", str(out), "--data", str(small_jsonl), "--report-dir", str(report_dir), "--no-baselines"])
+    result = runner.invoke(
+        cli, ["eval", str(out), "--data", str(small_jsonl), "--report-dir", str(report_dir), "--no-baselines"]
+    )
     assert result.exit_code == 0, result.output
     assert "macro-F1" in result.output and "expected calibration error" in result.output and "saved" in result.output
     report = json.loads((report_dir / "report.json").read_text())
     assert report["report"]["n"] == 120
     assert (report_dir / "confusion_matrix.png").is_file() and (report_dir / "reliability.png").is_file()
 
-    result = runner.invoke(cli, ["route", "--model", str(out), "--json", "Write a Rust function that parses a CSV line."])
+    result = runner.invoke(
+        cli, ["route", "--model", str(out), "--json", "Write a Rust function that parses a CSV line."]
+    )
     assert result.exit_code == 0, result.output
-    decision = json.loads(result.output.strip().splitlines()[-1])
+    decision = json.loads(result.stdout.strip().splitlines()[-1])
     assert decision["label"] == "code" and decision["model"].startswith("anthropic/")
 
-    stdin = "Write a haiku about the moon\n\n" + json.dumps([{"role": "user", "content": "Sort this list: 3, 1, 2"}]) + "\n"
+    stdin = (
+        "Write a haiku about the moon\n\n" + json.dumps([{"role": "user", "content": "Sort this list: 3, 1, 2"}]) + "\n"
+    )
     result = runner.invoke(cli, ["route", "--model", str(out)], input=stdin)
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
+    lines = result.stdout.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("creative")
 
 

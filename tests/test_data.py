@@ -65,7 +65,9 @@ def test_bad_rows_name_file_and_line(tmp_path, rows, expected):
 
 def test_conflicting_labels_across_files_name_both_places(tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", [{"text": "translate 'hola'", "label": "simple"}])
-    b = write_jsonl(tmp_path / "b.jsonl", [{"text": "x", "label": "code"}, {"text": "translate 'hola'", "label": "reasoning"}])
+    b = write_jsonl(
+        tmp_path / "b.jsonl", [{"text": "x", "label": "code"}, {"text": "translate 'hola'", "label": "reasoning"}]
+    )
     with pytest.raises(DataError) as info:
         load_files([a, b])
     assert f"{b}:2" in str(info.value) and f"{a}:1" in str(info.value)
@@ -79,7 +81,10 @@ def test_exact_duplicates_are_kept_and_reported(tmp_path):
 
 
 def test_min_per_label_is_enforced(tmp_path):
-    path = write_jsonl(tmp_path / "a.jsonl", [{"text": f"t{i}", "label": "code"} for i in range(3)] + [{"text": "p", "label": "creative"}])
+    path = write_jsonl(
+        tmp_path / "a.jsonl",
+        [{"text": f"t{i}", "label": "code"} for i in range(3)] + [{"text": "p", "label": "creative"}],
+    )
     with pytest.raises(DataError, match=r"fewer than 2 examples: \{'creative': 1\}"):
         load_file(path, min_per_label=2)
 
@@ -131,6 +136,7 @@ def test_bundled_dataset_is_varied():
     data = load_bundled("all")
     lengths = sorted(len(t) for t in data.texts)
     assert lengths[len(lengths) // 10] < 60  # plenty of short prompts
-    assert lengths[-len(lengths) // 10] > 400  # plenty of long ones with pasted material
-    assert sum("\n" in t for t in data.texts) > 0.15 * len(data)
+    assert lengths[-len(lengths) // 10] > 350  # plenty of long ones with pasted material
+    assert sum(n > 800 for n in lengths) >= 40  # and some documents
+    assert sum("\n" in t for t in data.texts) > 0.25 * len(data)
     assert not data.duplicates

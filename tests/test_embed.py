@@ -25,7 +25,9 @@ def test_encode_shapes_and_unit_norm(embedder):
 
 
 def test_embeddings_carry_meaning(embedder):
-    a, b, c = embedder.encode(["write a python function to reverse a list", "reverse an array in python", "a poem about the sea"])
+    a, b, c = embedder.encode(
+        ["write a python function to reverse a list", "reverse an array in python", "a poem about the sea"]
+    )
     assert a @ b > a @ c + 0.2
 
 

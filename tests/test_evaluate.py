@@ -17,8 +17,13 @@ def report(small_result, small_data, embedder):
 
     heldout = load_bundled("heldout").subset(range(0, 400, 4))
     return evaluate(
-        small_result.model, heldout, load_routes(), threshold=small_result.threshold, dataset="heldout sample",
-        train=small_data, train_embeddings=small_result.embeddings,
+        small_result.model,
+        heldout,
+        load_routes(),
+        threshold=small_result.threshold,
+        dataset="heldout sample",
+        train=small_data,
+        train_embeddings=small_result.embeddings,
     )
 
 

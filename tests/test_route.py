@@ -46,7 +46,10 @@ def test_messages_route_on_the_last_user_turn(router):
 
 def test_a_bare_follow_up_keeps_the_conversation_route(router):
     code_chat = [
-        {"role": "user", "content": "Can you write a Python script that renames all my photos by the date they were taken?"},
+        {
+            "role": "user",
+            "content": "Can you write a Python script that renames all my photos by the date they were taken?",
+        },
         {"role": "assistant", "content": "Sure, I can use Pillow to read the EXIF date. Shall I write it?"},
         {"role": "user", "content": "yes, do it"},
     ]
@@ -60,7 +63,9 @@ def test_a_bare_follow_up_keeps_the_conversation_route(router):
 
 
 def test_content_parts_are_read(router):
-    messages = [{"role": "user", "content": [{"type": "text", "text": "Write a JavaScript function to debounce calls."}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "Write a JavaScript function to debounce calls."}]}
+    ]
     assert router.route(messages).label == "code"
 
 

@@ -24,13 +24,16 @@ def test_bundled_route_table_matches_the_seed_example():
     [
         ("not = [valid", "not valid TOML"),
         ('default_route = "x"', r"expected \[routes.<label>\] tables"),
-        ('[routes.code]\nfallbacks = []', 'needs a model = "provider/model"'),
+        ("[routes.code]\nfallbacks = []", 'needs a model = "provider/model"'),
         ('[routes.code]\nmodel = "gpt"', "litellm model string like 'openai/gpt-5'"),
         ('[routes.code]\nmodel = "a/b"\ninput_price = -1', "input_price must be a non-negative number"),
         ('[routes.code]\nmodel = "a/b"\ncolour = "red"', r"unknown keys \['colour'\]"),
         ('default_route = "simple"\n[routes.code]\nmodel = "a/b"', "default_route 'simple' is not one of the routes"),
         ('[routes.code]\nmodel = "a/b"\nfallbacks = ["a/b"]', "also appears in its own fallbacks"),
-        ('[routes.code]\nmodel = "a/b"\n[models."c/d"]\ninput_price = 1', "must be a table with input_price and output_price"),
+        (
+            '[routes.code]\nmodel = "a/b"\n[models."c/d"]\ninput_price = 1',
+            "must be a table with input_price and output_price",
+        ),
     ],
 )
 def test_malformed_route_tables_are_explained(tmp_path, text, message):

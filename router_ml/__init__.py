@@ -14,7 +14,7 @@ try:
 except metadata.PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
-_EXPORTS = {
+_EXPORTS: dict[str, str | None] = {
     "Router": "route",
     "Decision": "route",
     "RouterModel": "model",
@@ -29,11 +29,10 @@ _EXPORTS = {
     "from_dataframe": "data",
     "RouteTable": "routes",
     "load_routes": "routes",
-    "TrainConfig": "train",
-    "train": "train",
-    "evaluate": "evaluate",
-    "save": "artifact",
-    "load": "artifact",
+    "TrainConfig": "training",
+    "train": "training",
+    "evaluate": "evaluation",
+    "artifact": None,
     "RouterMLError": "exceptions",
     "DataError": "exceptions",
     "ConfigError": "exceptions",
@@ -47,5 +46,8 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        module = _EXPORTS[name]
+        if module is None:  # a submodule exported as such
+            return importlib.import_module(f".{name}", __name__)
+        return getattr(importlib.import_module(f".{module}", __name__), name)
     raise AttributeError(f"module 'router_ml' has no attribute {name!r}")

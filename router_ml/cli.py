@@ -109,8 +109,8 @@ def train(
     from .data import load_bundled, load_files
     from .embed import DEFAULT_MODEL
     from .routes import bundled_routes_path, load_routes
-    from .train import TrainConfig
-    from .train import train as fit
+    from .training import TrainConfig
+    from .training import train as fit
 
     data = load_files(files, text_column=text_column, label_column=label_column) if files else load_bundled("train")
     routes_file = routes or bundled_routes_path()
@@ -193,10 +193,10 @@ def eval_command(
     Writes report.json, confusion_matrix.png and reliability.png to --report-dir.
     """
     from .data import load_bundled, load_files
-    from .evaluate import cross_validate_methods, evaluate
+    from .embed import embed_texts
+    from .evaluation import cross_validate_methods, evaluate
     from .plots import write_plots
     from .route import Router
-    from .train import embed_texts
 
     router = Router.load(model_dir, routes)
     model = router.artifact.model

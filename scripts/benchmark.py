@@ -61,7 +61,7 @@ def main() -> None:
     from router_ml import artifact
     from router_ml.data import load_bundled
     from router_ml.route import Router
-    from router_ml.train import TrainConfig, train
+    from router_ml.training import TrainConfig, train
 
     data = load_bundled("train")
     train_seconds = None

@@ -18,10 +18,15 @@ from router_ml import artifact
 from router_ml.data import LabelledPrompts, load_bundled
 from router_ml.embed import SentenceTransformerEmbedder
 from router_ml.routes import bundled_routes_path
-from router_ml.train import TrainConfig, train
+from router_ml.training import TrainConfig, train
 
 DEV_PATH = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev.jsonl"
 PER_LABEL = 30
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the notebook last: it then reuses the embedding cache the quality tests warmed."""
+    items.sort(key=lambda item: item.path.name == "test_notebook.py")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -78,7 +78,7 @@ def test_library_drift_warns(small_artifact, tmp_path, embedder):
 
 
 def test_schema_and_missing_files(small_artifact, tmp_path, embedder):
-    with pytest.raises(ArtifactError, match="manifest.json not found"):
+    with pytest.raises(ArtifactError, match=r"manifest\.json not found"):
         artifact.load(tmp_path)
     path = _tampered(small_artifact, tmp_path, lambda m: m.update(schema_version=99))
     with pytest.raises(ArtifactError, match="schema_version 99"):
@@ -88,7 +88,7 @@ def test_schema_and_missing_files(small_artifact, tmp_path, embedder):
 def test_missing_head_file(small_artifact, tmp_path, embedder):
     path = _tampered(small_artifact, tmp_path, lambda m: None)
     (path / "head.joblib").unlink()
-    with pytest.raises(ArtifactError, match="head.joblib not found"):
+    with pytest.raises(ArtifactError, match=r"head\.joblib not found"):
         artifact.load(path, embedder=embedder)
 
 

@@ -90,7 +90,7 @@ def test_min_per_label_is_enforced(tmp_path):
 
 
 def test_unsupported_and_missing_files(tmp_path):
-    with pytest.raises(DataError, match="unsupported file type '.txt'"):
+    with pytest.raises(DataError, match=r"unsupported file type '\.txt'"):
         load_file(tmp_path / "a.txt")
     with pytest.raises(DataError, match="cannot read"):
         load_file(tmp_path / "missing.jsonl")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router_ml.evaluate import estimate_cost, estimate_tokens
+from router_ml.evaluation import estimate_cost, estimate_tokens
 from router_ml.metrics import (
     calibration,
     classification_report,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from router_ml.data import load_bundled, load_file
-from router_ml.evaluate import cross_validate_methods, evaluate
+from router_ml.embed import embed_texts
+from router_ml.evaluation import cross_validate_methods, evaluate
 from router_ml.routes import load_routes
-from router_ml.train import TrainConfig, embed_texts, train
+from router_ml.training import TrainConfig, train
 
 from .conftest import DEV_PATH
 
@@ -21,7 +22,7 @@ def bundled(embedder):
 
 
 def test_heldout_split_quality(bundled):
-    data, result = bundled
+    _data, result = bundled
     heldout = load_bundled("heldout")
     report = evaluate(result.model, heldout, load_routes(), threshold=result.threshold)
     assert report.report.macro_f1 >= 0.90, report.format()

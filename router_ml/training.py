@@ -1,30 +1,23 @@
-"""Train a router: embed the prompts, choose hyper-parameters by cross-validation, fit, pick a threshold.
-
-Batch embeddings are cached on disk with :class:`joblib.Memory`, keyed by the embedder's weight fingerprint and
-the texts, so retraining or evaluating on the same data does not embed it again. The cache folder is
-``$ROUTER_ML_CACHE_DIR`` (default ``~/.cache/router-ml``); set ``ROUTER_ML_CACHE_DIR=off`` to disable it.
-"""
+"""Train a router: embed the prompts, choose hyper-parameters by cross-validation, fit, pick a threshold."""
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from itertools import product
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from .data import LabelledPrompts
-from .embed import DEFAULT_MODEL, Embedder, make_embedder
+from .embed import DEFAULT_MODEL, Embedder, embed_texts, make_embedder
 from .exceptions import ConfigError
 from .metrics import calibration, classification_report, threshold_for_precision
 from .model import CALIBRATIONS, EmbeddingClassifier, RouterModel, out_of_fold_proba
 
-__all__ = ["TrainConfig", "TrainResult", "cache_dir", "embed_texts", "train"]
+__all__ = ["TrainConfig", "TrainResult", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,30 +99,6 @@ class TrainResult:
     threshold: float
     metrics: dict[str, Any]
     embeddings: np.ndarray = field(repr=False)
-
-
-def cache_dir() -> Path | None:
-    """Embedding cache folder, or ``None`` when disabled (``ROUTER_ML_CACHE_DIR=off``)."""
-    value = os.environ.get("ROUTER_ML_CACHE_DIR", "")
-    if value.lower() in ("off", "none", "0"):
-        return None
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "router-ml"
-
-
-def _embed_uncached(embedder: Embedder, fingerprint: str, texts: list[str]) -> np.ndarray:
-    del fingerprint  # part of the cache key only
-    return embedder.encode(texts, show_progress=True)
-
-
-def embed_texts(embedder: Embedder, texts: list[str]) -> np.ndarray:
-    """Embed a batch of texts, through the on-disk cache when it is enabled."""
-    folder = cache_dir()
-    if folder is None:
-        return embedder.encode(texts, show_progress=True)
-    from joblib import Memory
-
-    cached = Memory(folder / "embeddings", verbose=0).cache(_embed_uncached, ignore=["embedder"])
-    return cached(embedder, f"{embedder.backend}:{embedder.fingerprint}", list(texts))
 
 
 def train(data: LabelledPrompts, config: TrainConfig | None = None, embedder: Embedder | None = None) -> TrainResult:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router_ml.evaluate import cross_validate_methods, evaluate
+from router_ml.evaluation import cross_validate_methods, evaluate
 from router_ml.model import EmbeddingClassifier
 from router_ml.plots import write_plots
 from router_ml.routes import load_routes

@@ -3,8 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from router_ml.embed import embed_texts
 from router_ml.exceptions import ConfigError, DataError
-from router_ml.train import TrainConfig, embed_texts, train
+from router_ml.training import TrainConfig, train
 
 
 def test_training_reports_its_choices(small_result, small_config, small_data):
@@ -31,7 +32,7 @@ def test_fixed_threshold_is_kept(small_data, embedder):
 
 def test_too_few_examples_per_label(small_data, embedder):
     first_code = small_data.labels.index("code")
-    few = small_data.subset([i for i, label in enumerate(small_data.labels) if label != "code"][:60] + [first_code])
+    few = small_data.subset([*[i for i, label in enumerate(small_data.labels) if label != "code"][:60], first_code])
     with pytest.raises(DataError, match=r"fewer than 10 examples: \{'code': 1\}"):
         train(few, TrainConfig(), embedder=embedder)
 

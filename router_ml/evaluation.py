@@ -21,6 +21,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from .baselines import EMBEDDING_BASELINES, TEXT_BASELINES
 from .data import LabelledPrompts
+from .embed import embed_texts
 from .metrics import Calibration, ClassificationReport, calibration, classification_report
 from .model import EmbeddingClassifier, RouterModel
 from .routes import RouteTable
@@ -193,7 +194,8 @@ def evaluate(
     """
     default_route = default_route or routes.default_route
     labels = [str(c) for c in model.classes_]
-    X = model.embedder.encode(data.texts, show_progress=True) if embeddings is None else embeddings  # type: ignore[union-attr]
+    assert model.embedder is not None
+    X = embed_texts(model.embedder, data.texts) if embeddings is None else embeddings
     proba = model.predict_proba_embeddings(X, data.texts)
     predicted = [labels[i] for i in proba.argmax(axis=1)]
     confidence = proba.max(axis=1)

@@ -32,7 +32,17 @@ from .embed import Embedder, make_embedder
 from .exceptions import ArtifactError
 from .model import EmbeddingClassifier, RouterModel
 
-__all__ = ["MANIFEST", "SCHEMA_VERSION", "Artifact", "LibraryVersionWarning", "library_versions", "load", "save"]
+__all__ = [
+    "CURRENT",
+    "MANIFEST",
+    "SCHEMA_VERSION",
+    "Artifact",
+    "LibraryVersionWarning",
+    "library_versions",
+    "load",
+    "resolve",
+    "save",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +50,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 HEAD = "head.joblib"
 ROUTES = "routes.toml"
+CURRENT = "CURRENT"
 _LIBRARIES = ("router-ml", "scikit-learn", "numpy", "joblib", "sentence-transformers", "torch", "transformers")
 
 
@@ -129,6 +140,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to the manifest")
 
 
+def resolve(path: str | Path) -> Path:
+    """An artifact directory, following a models directory's ``CURRENT`` pointer (see :mod:`router_ml.retrain`)."""
+    path = Path(path)
+    pointer = path / CURRENT
+    if not pointer.is_file():
+        return path
+    target = path / pointer.read_text(encoding="utf-8").strip()
+    if not (target / MANIFEST).is_file():
+        raise ArtifactError(f"{pointer} points to {target}, which is not a router artifact; fix or rewrite CURRENT")
+    return target
+
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """Read and check an artifact's ``manifest.json``."""
     file = Path(path) / MANIFEST
@@ -180,7 +203,7 @@ def load(path: str | Path, *, embedder: Embedder | None = None, backend: str | N
     Raises:
         ArtifactError: missing or corrupt files, or an embedder whose dimension or weights differ.
     """
-    path = Path(path)
+    path = resolve(path)
     manifest = read_manifest(path)
     saved = manifest["embedder"]
     if embedder is None:

@@ -337,3 +337,12 @@ def demo(ctx: click.Context, out: Path, dev: Path) -> None:
         )
     click.echo("\nexample routing decisions:")
     ctx.invoke(route, prompts=tuple(EXAMPLE_PROMPTS), model_dir=out, routes=None, as_json=False, threshold=None)
+
+
+def _register_loop_commands() -> None:
+    from .cli_loop import register
+
+    register(cli)
+
+
+_register_loop_commands()

@@ -12,6 +12,10 @@ A route table is a TOML file (see ``data/routes.toml``)::
     output_tokens = 700    # typical completion length (cost estimates)
     max_input_tokens = 200000
 
+Models (a route's own or a fallback) may have a ``[models."provider/name"]`` table with prices and endpoint
+settings: ``api_base`` (an OpenAI-compatible server, e.g. a local gateway), ``api_key_env`` (the name of the
+environment variable holding its key) and ``timeout`` (seconds per call).
+
 It is validated once, on load, into frozen dataclasses.
 """
 
@@ -25,10 +29,10 @@ from typing import Any
 
 from .exceptions import ConfigError
 
-__all__ = ["ModelPrice", "Route", "RouteTable", "bundled_routes_path", "load_routes"]
+__all__ = ["ModelSpec", "Route", "RouteTable", "bundled_routes_path", "load_routes"]
 
 _ROUTE_KEYS = {"model", "fallbacks", "input_price", "output_price", "output_tokens", "max_input_tokens"}
-_MODEL_KEYS = {"input_price", "output_price", "max_input_tokens"}
+_MODEL_KEYS = {"input_price", "output_price", "max_input_tokens", "api_base", "api_key_env", "timeout"}
 
 
 def bundled_routes_path() -> Path:
@@ -40,18 +44,24 @@ def bundled_routes_path() -> Path:
 
 
 @dataclass(frozen=True)
-class ModelPrice:
-    """Price and context window of one litellm model.
+class ModelSpec:
+    """Price, context window and endpoint of one litellm model.
 
     Args:
         input_price (float): USD per million prompt tokens.
         output_price (float): USD per million completion tokens.
         max_input_tokens (int | None): the model's context window, if known.
+        api_base (str | None): base URL of the endpoint, when not the provider's default.
+        api_key_env (str | None): environment variable holding the API key, when not the provider's default.
+        timeout (float | None): seconds per call to this model.
     """
 
-    input_price: float
-    output_price: float
+    input_price: float = 0.0
+    output_price: float = 0.0
     max_input_tokens: int | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("input_price", "output_price"):
@@ -62,6 +72,12 @@ class ModelPrice:
             not isinstance(self.max_input_tokens, int) or self.max_input_tokens <= 0
         ):
             raise ConfigError(f"max_input_tokens must be a positive integer, got {self.max_input_tokens!r}")
+        if self.timeout is not None and (not isinstance(self.timeout, int | float) or self.timeout <= 0):
+            raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        for name in ("api_base", "api_key_env"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
 
     def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
         """USD cost of one call with these token counts."""
@@ -92,12 +108,17 @@ class Route:
             raise ConfigError(f"route {self.label!r}: model {self.model!r} also appears in its own fallbacks")
         if not isinstance(self.output_tokens, int) or self.output_tokens <= 0:
             raise ConfigError(f"route {self.label!r}: output_tokens must be a positive integer")
-        ModelPrice(self.input_price, self.output_price, self.max_input_tokens)  # validates the numbers
+        ModelSpec(self.input_price, self.output_price, self.max_input_tokens)  # validates the numbers
 
     @property
-    def price(self) -> ModelPrice:
-        """This route's primary model price."""
-        return ModelPrice(self.input_price, self.output_price, self.max_input_tokens)
+    def price(self) -> ModelSpec:
+        """This route's primary model price and context window."""
+        return ModelSpec(self.input_price, self.output_price, self.max_input_tokens)
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """The model, then its fallbacks, in the order they are tried."""
+        return (self.model, *self.fallbacks)
 
 
 @dataclass(frozen=True)
@@ -106,7 +127,7 @@ class RouteTable:
 
     routes: dict[str, Route]
     default_route: str
-    models: dict[str, ModelPrice] = field(default_factory=dict)
+    models: dict[str, ModelSpec] = field(default_factory=dict)
     source: str = "<memory>"
 
     def __post_init__(self) -> None:
@@ -141,12 +162,28 @@ class RouteTable:
                 f"routes defined: {self.labels}"
             )
 
-    def price_of(self, model: str) -> ModelPrice | None:
-        """Price of a model, whether it is a route's primary model or listed under ``[models]``."""
+    def price_of(self, model: str) -> ModelSpec | None:
+        """Price, context window and endpoint of a model: its ``[models]`` entry, with a route's own prices
+        taking precedence for that route's primary model; ``None`` for a model the table does not know."""
+        spec = self.models.get(model)
         for route in self.routes.values():
             if route.model == model:
-                return route.price
-        return self.models.get(model)
+                base = spec or ModelSpec()
+                return ModelSpec(
+                    route.input_price,
+                    route.output_price,
+                    route.max_input_tokens or base.max_input_tokens,
+                    base.api_base,
+                    base.api_key_env,
+                    base.timeout,
+                )
+        return spec
+
+    @property
+    def all_models(self) -> list[str]:
+        """Every model the table names (primary, fallback or listed), in first-seen order."""
+        names = [m for route in self.routes.values() for m in route.chain] + list(self.models)
+        return list(dict.fromkeys(names))
 
     def premium_route(self) -> Route:
         """The most expensive route (by output, then input price): the 'send everything there' baseline."""
@@ -201,14 +238,13 @@ def _route_from_dict(label: str, spec: Any, source: str) -> Route:
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def _price_from_dict(name: str, spec: Any, source: str) -> ModelPrice:
-    if not isinstance(spec, dict) or set(spec) - _MODEL_KEYS or not {"input_price", "output_price"} <= set(spec):
+def _price_from_dict(name: str, spec: Any, source: str) -> ModelSpec:
+    if not isinstance(spec, dict) or set(spec) - _MODEL_KEYS:
         raise ConfigError(
-            f'{source}: [models."{name}"] must be a table with input_price and output_price '
-            f"(and optionally max_input_tokens), found {spec!r}"
+            f'{source}: [models."{name}"] must be a table with keys among {sorted(_MODEL_KEYS)}, found {spec!r}'
         )
     try:
-        return ModelPrice(**spec)
+        return ModelSpec(**spec)
     except ConfigError as exc:
         raise ConfigError(f'{source}: [models."{name}"]: {exc}') from None
 

@@ -31,8 +31,12 @@ def test_bundled_route_table_matches_the_seed_example():
         ('default_route = "simple"\n[routes.code]\nmodel = "a/b"', "default_route 'simple' is not one of the routes"),
         ('[routes.code]\nmodel = "a/b"\nfallbacks = ["a/b"]', "also appears in its own fallbacks"),
         (
-            '[routes.code]\nmodel = "a/b"\n[models."c/d"]\ninput_price = 1',
-            "must be a table with input_price and output_price",
+            '[routes.code]\nmodel = "a/b"\n[models."c/d"]\nprice = 1',
+            "must be a table with keys among",
+        ),
+        (
+            '[routes.code]\nmodel = "a/b"\n[models."c/d"]\ntimeout = -2',
+            "timeout must be a positive number",
         ),
     ],
 )

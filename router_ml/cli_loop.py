@@ -1,0 +1,334 @@
+"""``router-ml`` commands of the online loop: dispatch, outcomes, feedback, retrain, drift (thin, like cli.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["register"]
+
+_DB_HELP = "Outcome store (SQLite file). Default: $ROUTER_ML_DB or ~/.local/share/router-ml/outcomes.db."
+_SINCE_HELP = "Only requests from the last N hours."
+
+
+def _since(hours: float | None) -> float | None:
+    return None if hours is None else time.time() - hours * 3600
+
+
+def _store(db: Path | None, prompt_storage: str = "full") -> Any:
+    from .outcomes import OutcomeStore
+
+    return OutcomeStore(db, prompt_storage=prompt_storage)  # type: ignore[arg-type]
+
+
+@click.command()
+@click.argument("prompt")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Router artifact or models directory (not needed with --force-model/--force-route).",
+)
+@click.option(
+    "--routes",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Route table TOML (default: the artifact's).",
+)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
+@click.option(
+    "--prompt-storage",
+    type=click.Choice(["full", "hash", "none"]),
+    default="full",
+    show_default=True,
+    help="What the log keeps of the prompt.",
+)
+@click.option("--force-route", help="Use this route instead of asking the router.")
+@click.option("--force-model", help="Call this model (from the route table) directly.")
+@click.option("--decision-only", is_flag=True, help="Route and log, but call no model.")
+@click.option("--stream", is_flag=True, help="Print the answer as it streams.")
+@click.option("--temperature", type=float, default=None)
+@click.option("--max-tokens", type=int, default=None)
+@click.option(
+    "--deadline",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Seconds for the whole request, fallbacks included.",
+)
+def dispatch(
+    prompt: str,
+    model_dir: Path | None,
+    routes: Path | None,
+    db: Path | None,
+    prompt_storage: str,
+    force_route: str | None,
+    force_model: str | None,
+    decision_only: bool,
+    stream: bool,
+    temperature: float | None,
+    max_tokens: int | None,
+    deadline: float,
+) -> None:
+    """Route PROMPT, call the routed model through litellm (with fallbacks) and log the outcome."""
+    from .dispatch import Dispatcher
+    from .route import Router
+    from .routes import load_routes
+
+    router = Router.load(model_dir, routes) if model_dir is not None else None
+    table = router.routes if router is not None else load_routes(routes)
+    params = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens}.items() if v is not None}
+    with _store(db, prompt_storage) as store:
+        dispatcher = Dispatcher(router, table, store, deadline=deadline)
+        result = dispatcher.complete(
+            prompt, route=force_route, model=force_model, decision_only=decision_only, stream=stream, **params
+        )
+        if result.stream is not None:
+            for chunk in result.stream:
+                click.echo(chunk.choices[0].delta.content or "", nl=False)
+            click.echo("")
+        elif result.response is not None:
+            click.echo(result.response.choices[0].message.content)
+        o = result.outcome
+        tried = " -> ".join(f"{a.model}{'' if a.status == 'ok' else f' ({a.error})'}" for a in o.attempts)
+        click.echo(
+            f"\nrequest {o.request_id}: route {o.label}, model {o.model or '-'}; tried {tried or 'nothing'}", err=True
+        )
+
+
+@click.group()
+def outcomes() -> None:
+    """Inspect the outcome log: summary, list, show, export."""
+
+
+@outcomes.command()
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
+@click.option("--hours", type=float, default=None, help=_SINCE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def summary(db: Path | None, hours: float | None, as_json: bool) -> None:
+    """Requests, per-route share, error and fallback rates, cost, p50/p95 latency."""
+    with _store(db) as store:
+        s = store.summary(_since(hours))
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    if not s["requests"]:
+        click.echo("no requests logged" + (f" in the last {hours:g} h" if hours else ""))
+        return
+    click.echo(f"{s['requests']} requests; status {s['status']}")
+    click.echo("route share: " + ", ".join(f"{k} {v:.1%}" for k, v in s["route_share"].items()))
+    click.echo(
+        f"error rate {s['error_rate']:.1%}, fallback rate {s['fallback_rate']:.1%}, "
+        f"abstained {s['abstention_rate']:.1%}"
+    )
+    click.echo(f"cost ${s['cost_usd']:.4f}")
+    click.echo(
+        f"routing p50 {s['routing_ms_p50']:.1f} ms, p95 {s['routing_ms_p95']:.1f} ms; "
+        f"end to end p50 {s['latency_ms_p50']:.0f} ms, p95 {s['latency_ms_p95']:.0f} ms"
+    )
+
+
+@outcomes.command(name="list")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
+@click.option("--limit", type=int, default=20, show_default=True)
+def list_outcomes(db: Path | None, limit: int) -> None:
+    """The newest requests, one line each."""
+    with _store(db) as store:
+        for r in store.outcomes(limit=limit):
+            text = (r["prompt_text"] or r["prompt_hash"] or "")[:50].replace("\n", " ")
+            click.echo(f"{r['request_id']}  {r['status']:<13} {r['label'] or '-':<10} {r['model'] or '-':<30} {text}")
+
+
+@outcomes.command()
+@click.argument("request_id")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
+def show(request_id: str, db: Path | None) -> None:
+    """One request with its attempts and feedback, as JSON."""
+    with _store(db) as store:
+        click.echo(json.dumps(store.get(request_id), indent=2, ensure_ascii=False))
+
+
+@outcomes.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
+@click.option(
+    "--include",
+    type=click.Choice(["corrected", "confirmed"]),
+    multiple=True,
+    default=("corrected", "confirmed"),
+    show_default=True,
+    help="Which feedback counts: corrected labels, and/or scores that confirm the routed label.",
+)
+@click.option(
+    "--min-score", type=float, default=0.5, show_default=True, help="Lowest score that confirms a routed label."
+)
+@click.option("--hours", type=float, default=None, help=_SINCE_HELP)
+def export(out: Path, db: Path | None, include: tuple[str, ...], min_score: float, hours: float | None) -> None:
+    """Write feedback-labelled prompts to OUT as JSONL (text, label): the format `router-ml train` reads."""
+    with _store(db) as store:
+        counts = store.export(out, include=include, min_score=min_score, since=_since(hours))
+    click.echo(
+        f"wrote {counts['corrected'] + counts['confirmed']} prompts to {out} "
+        f"({counts['corrected']} corrected, {counts['confirmed']} confirmed)"
+    )
+    if counts["no_text"]:
+        click.echo(
+            f"{counts['no_text']} labelled requests could not be exported: "
+            "their prompt text was not stored (prompt storage hash/none)"
+        )
+    if counts["unlabelled"]:
+        click.echo(f"{counts['unlabelled']} requests with feedback gave no label under these options")
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--label", help="The route this request should have taken.")
+@click.option("--score", help="0..1, or up/down.")
+@click.option("--comment", help="Free text.")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
+def feedback(request_id: str, label: str | None, score: str | None, comment: str | None, db: Path | None) -> None:
+    """Attach feedback (a corrected label, a score, a comment) to a logged request."""
+    with _store(db) as store:
+        store.add_feedback(request_id, label=label, score=score, comment=comment)
+    click.echo(f"feedback recorded for {request_id}")
+
+
+@click.command()
+@click.option(
+    "--champion",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Current artifact, or a models directory with CURRENT.",
+)
+@click.option(
+    "--feedback",
+    "feedback_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Exported feedback JSONL (repeatable).",
+)
+@click.option(
+    "--base",
+    "base_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Base training data (default: the bundled training split).",
+)
+@click.option(
+    "--eval",
+    "eval_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Held-out data both models are scored on (default: the bundled held-out split).",
+)
+@click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where new versions go (default: the champion's models directory or parent).",
+)
+@click.option("--metric", type=click.Choice(["macro_f1", "accuracy"]), default="macro_f1", show_default=True)
+@click.option(
+    "--tolerance",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="How much worse the challenger may be and still be promoted.",
+)
+@click.option("--dry-run", is_flag=True, help="Compare only; promote nothing.")
+@click.option(
+    "--report", type=click.Path(dir_okay=False, path_type=Path), help="Also write the comparison as JSON here."
+)
+def retrain(
+    champion: Path,
+    feedback_files: tuple[Path, ...],
+    base_files: tuple[Path, ...],
+    eval_files: tuple[Path, ...],
+    models_dir: Path | None,
+    metric: str,
+    tolerance: float,
+    dry_run: bool,
+    report: Path | None,
+) -> None:
+    """Train a challenger on base data + feedback; promote it only if it is no worse than the champion."""
+    from .data import load_bundled, load_files
+    from .retrain import retrain as run
+
+    base = load_files(base_files) if base_files else load_bundled("train")
+    held = load_files(eval_files) if eval_files else load_bundled("heldout")
+    fb = load_files(feedback_files) if feedback_files else None
+    name = ", ".join(map(str, eval_files)) if eval_files else "bundled held-out split"
+    result = run(
+        champion,
+        base,
+        held,
+        feedback=fb,
+        models_dir=models_dir,
+        metric=metric,
+        tolerance=tolerance,
+        dry_run=dry_run,
+        eval_name=name,
+    )
+    click.echo(result.format())
+    if report is not None:
+        report.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+@click.command()
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Router artifact or models directory.",
+)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
+@click.option("--hours", type=float, default=24.0, show_default=True, help=_SINCE_HELP)
+@click.option(
+    "--train-data",
+    "train_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The router's training data (default: the bundled training split).",
+)
+@click.option(
+    "--reference",
+    "reference_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Data from the training distribution it did not train on (default: bundled held-out split).",
+)
+@click.option(
+    "--label-next", type=int, default=20, show_default=True, help="How many uncertain prompts to suggest for labelling."
+)
+def drift(
+    model_dir: Path,
+    db: Path | None,
+    hours: float,
+    train_files: tuple[Path, ...],
+    reference_files: tuple[Path, ...],
+    label_next: int,
+) -> None:
+    """Compare recent traffic with the training data and list the prompts most worth labelling next (JSON)."""
+    from .data import load_bundled, load_files
+    from .drift import drift_report
+    from .route import Router
+
+    router = Router.load(model_dir)
+    with _store(db) as store:
+        recent = store.outcomes(_since(hours))
+    train_data = load_files(train_files) if train_files else load_bundled("train")
+    reference = load_files(reference_files) if reference_files else load_bundled("heldout")
+    click.echo(
+        json.dumps(
+            drift_report(router, recent, train_data, reference, label_next=label_next), indent=2, ensure_ascii=False
+        )
+    )
+
+
+def register(group: click.Group) -> None:
+    """Add the online-loop commands to the ``router-ml`` group."""
+    for command in (dispatch, outcomes, feedback, retrain, drift):
+        group.add_command(command)

@@ -1,0 +1,199 @@
+"""A local OpenAI-compatible stub LLM server on 127.0.0.1, for tests, the demo and the load script.
+
+The requested ``model`` name picks the behaviour (the part after the last "/" and before any "@"):
+
+- ``ok-*``          a normal chat completion that echoes the last user message
+- ``fail-*``        HTTP 500
+- ``ratelimit-*``   HTTP 429 with Retry-After
+- ``slow-*``        sleeps ``STUB_SLOW_SECONDS`` (default 5 s), then answers
+- ``malformed-*``   HTTP 200 with a body that is not a chat completion
+- ``flaky-*``       fails (500) for a fraction of requests given by ``@0.2`` in the name, e.g. ``flaky-a@0.2``
+- anything else     answers normally
+
+Besides OpenAI's ``/v1/chat/completions`` it answers Anthropic's ``/v1/messages`` and Gemini's
+``/models/{model}:generateContent``, so litellm's own provider code paths can be exercised (point the
+provider's ``api_base`` at :attr:`StubLLMServer.root_url`).
+
+``stream: true`` is answered with server-sent events in OpenAI's chunk format. Only loopback is ever bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["StubLLMServer"]
+
+
+def _completion(model: str, text: str) -> dict[str, Any]:
+    prompt_tokens = max(1, len(text) // 4)
+    return {
+        "id": f"chatcmpl-stub-{random.getrandbits(48):x}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": f"stub answer to: {text[:80]}"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 12, "total_tokens": prompt_tokens + 12},
+    }
+
+
+class StubLLMServer:
+    """Runs the stub in a background thread; use as a context manager. ``base_url`` ends in ``/v1``."""
+
+    def __init__(self, slow_seconds: float = 5.0, seed: int = 0) -> None:
+        self.slow_seconds = slow_seconds
+        self.random = random.Random(seed)
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI-compatible base URL (ends in ``/v1``)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """Server root, for providers that append their own path (Anthropic, Gemini)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> StubLLMServer:
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("stub LLM server did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/v1beta/models/{model}:generateContent", self._gemini)
+        app.router.add_post("/models/{model}:generateContent", self._gemini)  # litellm's path under a custom api_base
+        runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=2048)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = str(body.get("model", ""))
+        with self._lock:
+            self.requests.append(model)
+        name = model.rsplit("/", 1)[-1]
+        kind, _, arg = name.partition("@")
+        messages = body.get("messages") or [{"content": ""}]
+        text = str(messages[-1].get("content", ""))
+        if kind.startswith("fail"):
+            return web.json_response({"error": {"message": "stub internal error", "type": "server_error"}}, status=500)
+        if kind.startswith("ratelimit"):
+            return web.json_response(
+                {"error": {"message": "stub rate limit", "type": "rate_limit_error"}},
+                status=429,
+                headers={"Retry-After": "1"},
+            )
+        if kind.startswith("flaky"):
+            with self._lock:
+                fail = self.random.random() < float(arg or 0.2)
+            if fail:
+                return web.json_response(
+                    {"error": {"message": "stub flaky failure", "type": "server_error"}}, status=500
+                )
+        if kind.startswith("slow"):
+            await asyncio.sleep(self.slow_seconds)
+        if kind.startswith("malformed"):
+            return web.Response(status=200, text="<html>this is not json</html>", content_type="application/json")
+        if body.get("stream"):
+            return await self._stream(request, model, text)
+        return web.json_response(_completion(model, text))
+
+    async def _anthropic(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = str(body.get("model", ""))
+        with self._lock:
+            self.requests.append(f"anthropic/{model}")
+        content = body.get("messages", [{}])[-1].get("content", "")
+        text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+        return web.json_response(
+            {
+                "id": f"msg_stub_{random.getrandbits(48):x}",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": f"stub answer to: {text[:80]}"}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": max(1, len(text) // 4), "output_tokens": 12},
+            }
+        )
+
+    async def _gemini(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = request.match_info["model"]
+        with self._lock:
+            self.requests.append(f"gemini/{model}")
+        parts = (body.get("contents") or [{}])[-1].get("parts", [])
+        text = " ".join(p.get("text", "") for p in parts)
+        return web.json_response(
+            {
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": [{"text": f"stub answer to: {text[:80]}"}]},
+                        "finishReason": "STOP",
+                    }
+                ],
+                "usageMetadata": {
+                    "promptTokenCount": max(1, len(text) // 4),
+                    "candidatesTokenCount": 12,
+                    "totalTokenCount": 0,
+                },
+                "modelVersion": model,
+            }
+        )
+
+    async def _stream(self, request: web.Request, model: str, text: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        words = f"stub answer to: {text[:40]}".split()
+        for i, word in enumerate(words):
+            chunk = {
+                "id": "chatcmpl-stub-stream",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "delta": {"content": (" " if i else "") + word}, "finish_reason": None}],
+            }
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        final = {
+            "id": "chatcmpl-stub-stream",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": max(1, len(text) // 4), "completion_tokens": len(words), "total_tokens": 0},
+        }
+        await response.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
+        await response.write_eof()
+        return response

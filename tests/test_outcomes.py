@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from router_ml.data import load_file
+from router_ml.exceptions import ConfigError, DataError
+from router_ml.outcomes import Attempt, Outcome, OutcomeStore, StoreError
+
+
+def make(i: int, label: str = "code", status: str = "ok", text: str | None = None) -> Outcome:
+    now = time.time()
+    return Outcome(
+        request_id=f"req-{i}", started_at=now, finished_at=now + 0.2, status=status, label=label, predicted=label,
+        confidence=0.9, probabilities={label: 0.9, "simple": 0.1}, model=f"openai/{label}",
+        attempts=[Attempt(f"openai/{label}", "ok", latency_ms=150.0)], routing_ms=5.0, provider_ms=150.0,
+        prompt_tokens=10, completion_tokens=20, cost_usd=0.001, prompt_text=text or f"prompt number {i}",
+    )  # fmt: skip
+
+
+def test_schema_is_migrated_once_in_wal_mode(tmp_path):
+    path = tmp_path / "o.db"
+    with OutcomeStore(path) as store:
+        assert store.migrations() == ["m001_outcomes", "m002_feedback"]
+    with OutcomeStore(path) as store:  # reopening applies nothing twice
+        assert store.migrations() == ["m001_outcomes", "m002_feedback"]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 2
+
+
+def test_path_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROUTER_ML_DB", str(tmp_path / "env.db"))
+    with OutcomeStore() as store:
+        store.record(make(1))
+    assert (tmp_path / "env.db").is_file()
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    with OutcomeStore(tmp_path / "o.db") as store:
+        threads = [
+            threading.Thread(target=lambda k=k: [store.record(make(k * 1000 + i)) for i in range(250)])
+            for k in range(8)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert store.count() == 2000
+    with OutcomeStore(tmp_path / "o.db") as again:
+        assert again.count() == 2000
+
+
+@pytest.mark.parametrize("mode", ["full", "hash", "none"])
+def test_prompt_storage_modes(tmp_path, mode):
+    with OutcomeStore(tmp_path / "o.db", prompt_storage=mode) as store:
+        store.record(make(1, text="secret customer prompt"))
+        row = store.get("req-1")
+    expected_hash = hashlib.sha256(b"secret customer prompt").hexdigest()
+    assert row["prompt_text"] == ("secret customer prompt" if mode == "full" else None)
+    assert row["prompt_hash"] == (None if mode == "none" else expected_hash)
+
+
+def test_feedback_and_unknown_ids(tmp_path):
+    with OutcomeStore(tmp_path / "o.db") as store:
+        store.record(make(1))
+        store.add_feedback("req-1", label="simple", score="down", comment="should have been cheap")
+        assert store.get("req-1")["feedback"][0] == {
+            "request_id": "req-1", "created_at": pytest.approx(time.time(), abs=5), "label": "simple",
+            "score": 0.0, "comment": "should have been cheap",
+        }  # fmt: skip
+        with pytest.raises(StoreError, match="unknown request id 'nope'"):
+            store.add_feedback("nope", score=1)
+        with pytest.raises(DataError, match=r"score must be in \[0, 1\]"):
+            store.add_feedback("req-1", score=3)
+        with pytest.raises(DataError, match="at least one of label, score or comment"):
+            store.add_feedback("req-1")
+    with pytest.raises(ConfigError, match="prompt_storage must be one of"):
+        OutcomeStore(tmp_path / "x.db", prompt_storage="some")  # type: ignore[arg-type]
+
+
+def test_summary_counts(tmp_path):
+    with OutcomeStore(tmp_path / "o.db") as store:
+        for i in range(6):
+            store.record(make(i, label="code" if i < 4 else "simple"))
+        failed = make(9, status="error")
+        failed.model, failed.attempts = None, [Attempt("openai/code", "error", "Timeout", "slow")]
+        store.record(failed)
+        fell_back = make(10)
+        fell_back.attempts = [Attempt("openai/a", "error", "RateLimitError", "429"), Attempt("openai/code", "ok")]
+        store.record(fell_back)
+        s = store.summary()
+    assert s["requests"] == 8
+    assert s["route_share"] == {"code": pytest.approx(6 / 8, abs=1e-3), "simple": pytest.approx(2 / 8, abs=1e-3)}
+    assert s["error_rate"] == pytest.approx(1 / 8, abs=1e-3)
+    assert s["fallback_rate"] == pytest.approx(1 / 8, abs=1e-3)
+    assert s["cost_usd"] == pytest.approx(0.008)
+    assert s["latency_ms_p50"] == pytest.approx(200, abs=5)
+
+
+def test_export_in_the_trainers_format(tmp_path):
+    with OutcomeStore(tmp_path / "o.db") as store:
+        for i in range(5):
+            store.record(make(i))
+        store.add_feedback("req-0", label="simple")  # corrected
+        store.add_feedback("req-1", score=1.0)  # confirms "code"
+        store.add_feedback("req-2", score=0.2)  # a low score with no correction: no label
+        store.add_feedback("req-3", label="creative")
+        store.add_feedback("req-3", label="reasoning")  # the latest correction wins
+        out = tmp_path / "feedback.jsonl"
+        counts = store.export(out)
+        assert counts == {"corrected": 2, "confirmed": 1, "no_text": 0, "unlabelled": 1}
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert {r["text"]: r["label"] for r in rows} == {
+            "prompt number 0": "simple", "prompt number 1": "code", "prompt number 3": "reasoning",
+        }  # fmt: skip
+        assert load_file(out).counts() == {"code": 1, "reasoning": 1, "simple": 1}
+        assert store.export(out, include=["corrected"])["confirmed"] == 0
+    with OutcomeStore(tmp_path / "h.db", prompt_storage="hash") as hashed:
+        hashed.record(make(1))
+        hashed.add_feedback("req-1", label="simple")
+        assert hashed.export(tmp_path / "h.jsonl")["no_text"] == 1

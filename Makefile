@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test bench demo lint clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,9 @@ test: setup
 
 bench: setup
 	$(PY) scripts/benchmark.py
+
+demo: setup
+	$(PY) scripts/demo_dispatch.py --model artifacts/router
 
 lint: setup
 	$(VENV)/bin/ruff check router_ml tests scripts

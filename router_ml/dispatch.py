@@ -85,6 +85,11 @@ def _error_name(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _reason(exc: BaseException) -> str:
+    """The exception's message on one line, at most 300 characters."""
+    return " ".join(str(exc).split())[:300]
+
+
 class Dispatcher:
     """Routes prompts and calls the routed model (falling back along the route's chain), logging every outcome.
 
@@ -284,7 +289,7 @@ class Dispatcher:
                         first = await anext(aiter(response))
             except Exception as exc:  # provider errors, litellm.Timeout, asyncio's TimeoutError
                 latency = (time.perf_counter() - began) * 1000
-                outcome.attempts.append(Attempt(candidate, "error", _error_name(exc), str(exc)[:300], latency))
+                outcome.attempts.append(Attempt(candidate, "error", _error_name(exc), _reason(exc), latency))
                 continue
             outcome.attempts.append(Attempt(candidate, "ok", latency_ms=(time.perf_counter() - began) * 1000))
             if stream:
@@ -315,7 +320,7 @@ class Dispatcher:
             status, error = "stream_cancelled", "the client stopped reading the stream"
             raise
         except Exception as exc:  # the provider's stream broke
-            status, error = "stream_error", f"{_error_name(exc)}: {exc}"[:300]
+            status, error = "stream_error", f"{_error_name(exc)}: {_reason(exc)}"
             raise
         finally:
             self._stream_done(outcome, chunks, messages, began, status, error)
@@ -380,7 +385,7 @@ class Dispatcher:
                 first = next(iter(response)) if stream else None
             except Exception as exc:
                 latency = (time.perf_counter() - began) * 1000
-                outcome.attempts.append(Attempt(candidate, "error", _error_name(exc), str(exc)[:300], latency))
+                outcome.attempts.append(Attempt(candidate, "error", _error_name(exc), _reason(exc), latency))
                 continue
             outcome.attempts.append(Attempt(candidate, "ok", latency_ms=(time.perf_counter() - began) * 1000))
             if stream:
@@ -411,7 +416,7 @@ class Dispatcher:
             status, error = "stream_cancelled", "the client stopped reading the stream"
             raise
         except Exception as exc:
-            status, error = "stream_error", f"{_error_name(exc)}: {exc}"[:300]
+            status, error = "stream_error", f"{_error_name(exc)}: {_reason(exc)}"
             raise
         finally:
             self._stream_done(outcome, chunks, messages, began, status, error)

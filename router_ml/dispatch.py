@@ -240,6 +240,44 @@ class Dispatcher:
         per_model = spec.timeout if spec is not None and spec.timeout else self.timeout
         return max(0.001, min(per_model, stop_at - time.perf_counter()))
 
+    def _candidates(
+        self, chain: list[str], messages: list[dict[str, Any]], outcome: Outcome, stop_at: float
+    ) -> Iterator[str]:
+        """The chain's models that fit the prompt, in order; raises once the deadline has passed."""
+        for candidate in chain:
+            if time.perf_counter() >= stop_at:
+                raise self._give_up(outcome, deadline_hit=True)
+            if self._fits(candidate, messages, outcome):
+                yield candidate
+
+    @staticmethod
+    def _failed(outcome: Outcome, model: str, exc: BaseException, began: float) -> None:
+        latency = (time.perf_counter() - began) * 1000
+        outcome.attempts.append(Attempt(model, "error", _error_name(exc), _reason(exc), latency))
+
+    def _answered(
+        self, outcome: Outcome, decision: Decision | None, model: str, response: Any, began: float
+    ) -> DispatchResult:
+        """Record a successful non-streaming call."""
+        outcome.attempts.append(Attempt(model, "ok", latency_ms=(time.perf_counter() - began) * 1000))
+        self._succeeded(outcome, model, response, began)
+        self._finish(outcome, "ok")
+        return DispatchResult(outcome.request_id, decision, outcome, response=response)
+
+    def _streaming(
+        self, outcome: Outcome, decision: Decision | None, model: str, began: float, stream: Any
+    ) -> DispatchResult:
+        """Record that a stream started; the outcome is finished by the stream wrapper."""
+        outcome.attempts.append(Attempt(model, "ok", latency_ms=(time.perf_counter() - began) * 1000))
+        outcome.stream, outcome.model = True, model
+        return DispatchResult(outcome.request_id, decision, outcome, stream=stream)
+
+    @staticmethod
+    def _stream_status(exc: BaseException) -> tuple[str, str]:
+        if isinstance(exc, GeneratorExit | asyncio.CancelledError):  # the consumer stopped reading
+            return "stream_cancelled", "the client stopped reading the stream"
+        return "stream_error", f"{_error_name(exc)}: {_reason(exc)}"  # the provider's stream broke
+
     # -- async -------------------------------------------------------------------------------------------------
     async def acomplete(
         self,
@@ -273,11 +311,7 @@ class Dispatcher:
             self._finish(outcome, "decision_only")
             return DispatchResult(outcome.request_id, decision, outcome)
         stop_at = time.perf_counter() + self.deadline
-        for candidate in chain:
-            if time.perf_counter() >= stop_at:
-                raise self._give_up(outcome, deadline_hit=True)
-            if not self._fits(candidate, messages, outcome):
-                continue
+        for candidate in self._candidates(chain, messages, outcome, stop_at):
             began = time.perf_counter()
             timeout = self._attempt_timeout(candidate, stop_at)
             try:
@@ -285,25 +319,14 @@ class Dispatcher:
                     response = await self.llm.acompletion(
                         model=candidate, messages=messages, stream=stream, timeout=timeout, **params
                     )
-                    if stream:
-                        first = await anext(aiter(response))
+                    first = await anext(aiter(response)) if stream else None
             except Exception as exc:  # provider errors, litellm.Timeout, asyncio's TimeoutError
-                latency = (time.perf_counter() - began) * 1000
-                outcome.attempts.append(Attempt(candidate, "error", _error_name(exc), _reason(exc), latency))
+                self._failed(outcome, candidate, exc, began)
                 continue
-            outcome.attempts.append(Attempt(candidate, "ok", latency_ms=(time.perf_counter() - began) * 1000))
             if stream:
-                outcome.stream = True
-                outcome.model = candidate
-                return DispatchResult(
-                    outcome.request_id,
-                    decision,
-                    outcome,
-                    stream=self._astream(outcome, response, first, began, messages),
-                )
-            self._succeeded(outcome, candidate, response, began)
-            self._finish(outcome, "ok")
-            return DispatchResult(outcome.request_id, decision, outcome, response=response)
+                chunks = self._astream(outcome, response, first, began, messages)
+                return self._streaming(outcome, decision, candidate, began, chunks)
+            return self._answered(outcome, decision, candidate, response, began)
         raise self._give_up(outcome, deadline_hit=time.perf_counter() >= stop_at)
 
     async def _astream(
@@ -316,11 +339,8 @@ class Dispatcher:
             async for chunk in response:
                 chunks.append(chunk)
                 yield chunk
-        except (GeneratorExit, asyncio.CancelledError):  # the consumer stopped reading
-            status, error = "stream_cancelled", "the client stopped reading the stream"
-            raise
-        except Exception as exc:  # the provider's stream broke
-            status, error = "stream_error", f"{_error_name(exc)}: {_reason(exc)}"
+        except (Exception, GeneratorExit, asyncio.CancelledError) as exc:
+            status, error = self._stream_status(exc)
             raise
         finally:
             self._stream_done(outcome, chunks, messages, began, status, error)
@@ -371,35 +391,21 @@ class Dispatcher:
             self._finish(outcome, "decision_only")
             return DispatchResult(outcome.request_id, decision, outcome)
         stop_at = time.perf_counter() + self.deadline
-        for candidate in chain:
-            if time.perf_counter() >= stop_at:
-                raise self._give_up(outcome, deadline_hit=True)
-            if not self._fits(candidate, messages, outcome):
-                continue
+        for candidate in self._candidates(chain, messages, outcome, stop_at):
             began = time.perf_counter()
             try:
+                timeout = self._attempt_timeout(candidate, stop_at)
                 response = self.llm.completion(
-                    model=candidate, messages=messages, stream=stream,
-                    timeout=self._attempt_timeout(candidate, stop_at), **params,
-                )  # fmt: skip
+                    model=candidate, messages=messages, stream=stream, timeout=timeout, **params
+                )
                 first = next(iter(response)) if stream else None
             except Exception as exc:
-                latency = (time.perf_counter() - began) * 1000
-                outcome.attempts.append(Attempt(candidate, "error", _error_name(exc), _reason(exc), latency))
+                self._failed(outcome, candidate, exc, began)
                 continue
-            outcome.attempts.append(Attempt(candidate, "ok", latency_ms=(time.perf_counter() - began) * 1000))
             if stream:
-                outcome.stream = True
-                outcome.model = candidate
-                return DispatchResult(
-                    outcome.request_id,
-                    decision,
-                    outcome,
-                    stream=self._stream(outcome, response, first, began, messages),
-                )
-            self._succeeded(outcome, candidate, response, began)
-            self._finish(outcome, "ok")
-            return DispatchResult(outcome.request_id, decision, outcome, response=response)
+                chunks = self._stream(outcome, response, first, began, messages)
+                return self._streaming(outcome, decision, candidate, began, chunks)
+            return self._answered(outcome, decision, candidate, response, began)
         raise self._give_up(outcome, deadline_hit=time.perf_counter() >= stop_at)
 
     def _stream(
@@ -412,11 +418,8 @@ class Dispatcher:
             for chunk in response:
                 chunks.append(chunk)
                 yield chunk
-        except GeneratorExit:
-            status, error = "stream_cancelled", "the client stopped reading the stream"
-            raise
-        except Exception as exc:
-            status, error = "stream_error", f"{_error_name(exc)}: {_reason(exc)}"
+        except (Exception, GeneratorExit) as exc:
+            status, error = self._stream_status(exc)
             raise
         finally:
             self._stream_done(outcome, chunks, messages, began, status, error)

@@ -8,6 +8,7 @@ The requested ``model`` name picks the behaviour (the part after the last "/" an
 - ``slow-*``        sleeps ``STUB_SLOW_SECONDS`` (default 5 s), then answers
 - ``malformed-*``   HTTP 200 with a body that is not a chat completion
 - ``flaky-*``       fails (500) for a fraction of requests given by ``@0.2`` in the name, e.g. ``flaky-a@0.2``
+- ``broken-*``      streams two chunks, then drops the connection
 - anything else     answers normally
 
 Besides OpenAI's ``/v1/chat/completions`` it answers Anthropic's ``/v1/messages`` and Gemini's
@@ -127,7 +128,7 @@ class StubLLMServer:
         if kind.startswith("malformed"):
             return web.Response(status=200, text="<html>this is not json</html>", content_type="application/json")
         if body.get("stream"):
-            return await self._stream(request, model, text)
+            return await self._stream(request, model, text, broken=kind.startswith("broken"))
         return web.json_response(_completion(model, text))
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
@@ -173,7 +174,7 @@ class StubLLMServer:
             }
         )
 
-    async def _stream(self, request: web.Request, model: str, text: str) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, model: str, text: str, broken: bool = False) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         words = f"stub answer to: {text[:40]}".split()
@@ -186,6 +187,10 @@ class StubLLMServer:
                 "choices": [{"index": 0, "delta": {"content": (" " if i else "") + word}, "finish_reason": None}],
             }
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if broken and i == 1:
+                assert request.transport is not None
+                request.transport.abort()  # the provider goes away mid-stream
+                return response
         final = {
             "id": "chatcmpl-stub-stream",
             "object": "chat.completion.chunk",

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
+from tqdm.auto import tqdm
 
 from .data import LabelledPrompts
 from .embed import DEFAULT_MODEL, Embedder, embed_texts, make_embedder
@@ -37,7 +38,7 @@ class TrainConfig:
         min_per_label (int): refuse to train when a label has fewer examples. Default 10.
         threshold (float | None): abstain below this confidence; ``None`` picks it from ``target_precision``.
         target_precision (float): with ``threshold=None``, the out-of-fold precision the answered decisions
-            must reach. Default 0.9.
+            must reach (the chosen threshold is capped at 0.5: a clear majority never abstains). Default 0.9.
         seed (int): random seed for the folds. Default 0.
         n_jobs (int | None): cross-validation folds fitted in parallel; -1 (default) uses every core.
     """
@@ -123,7 +124,8 @@ def train(data: LabelledPrompts, config: TrainConfig | None = None, embedder: Em
     folds = StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed)
     classes = np.unique(y)
     grid = []
-    for c, weight, tfidf in product(config.c_grid, config.class_weights, config.tfidf):
+    settings = list(product(config.c_grid, config.class_weights, config.tfidf))
+    for c, weight, tfidf in tqdm(settings, desc="cross-validating", unit="setting", disable=None):
         head = EmbeddingClassifier(C=c, class_weight=weight, tfidf=tfidf, calibration="none")
         pred = classes[out_of_fold_proba(head, X, y, data.texts, folds, config.n_jobs).argmax(axis=1)]
         score = classification_report(y, pred).macro_f1

@@ -49,6 +49,7 @@ def table(stub, monkeypatch_module) -> RouteTable:
         "tallfail": {"model": "openai/fail-x", "fallbacks": ["openai/malformed-x"]},
         "tcontext": {"model": "openai/ok-small", "fallbacks": ["openai/ok-large"]},
         "tflaky": {"model": "openai/flaky-a@0.2", "fallbacks": ["openai/ok-load"]},
+        "tbroken": {"model": "openai/broken-stream"},
     }
     models = {
         m: {"api_base": stub.base_url, "api_key_env": "STUB_KEY", "timeout": MODEL_TIMEOUT}
@@ -190,6 +191,21 @@ def test_streaming_passes_through_and_logs_at_the_end(dispatcher, store):
     next(stream)
     stream.close()  # the client goes away after the first chunk
     assert store.get(sync.request_id)["status"] == "stream_cancelled"
+
+
+def test_a_stream_that_breaks_is_logged_as_such(dispatcher, store):
+    async def consume():
+        result = await dispatcher.acomplete("Tell me a story.", route="tbroken", stream=True)
+        received = []
+        with pytest.raises(Exception):  # noqa: B017 - whatever the transport raises must reach the caller
+            async for chunk in result.stream:
+                received.append(chunk)
+        return result, received
+
+    result, received = asyncio.run(consume())
+    assert len(received) >= 1
+    row = store.get(result.request_id)
+    assert row["status"] == "stream_error" and row["error"] and row["model"] == "openai/broken-stream"
 
 
 def test_nothing_lost_under_1000_concurrent_requests_with_faults(router, table, tmp_path, stub):

@@ -83,8 +83,8 @@ class Artifact:
         return float(self.manifest["threshold"])
 
     @property
-    def fingerprint(self) -> str:
-        """Short id of this router version: hash of its training data and embedder, plus creation time."""
+    def router_id(self) -> str:
+        """Short id of this router version: hash of its training data, embedder, head and creation time."""
         return str(self.manifest["router_id"])
 
     @property

@@ -85,11 +85,6 @@ class Outcome:
     stream: bool = False
     prompt_text: str | None = None
 
-    @property
-    def fallbacks(self) -> int:
-        """How many models failed or were skipped before the one that answered (or before giving up)."""
-        return sum(a.status != "ok" for a in self.attempts)
-
 
 _MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = []
 

@@ -140,7 +140,7 @@ class Router:
     @property
     def version(self) -> str:
         """The artifact's router id (logged with every outcome)."""
-        return self.artifact.fingerprint
+        return self.artifact.router_id
 
     def _decide(self, proba: np.ndarray, started: float) -> Decision:
         top = int(np.argmax(proba))

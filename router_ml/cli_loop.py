@@ -11,12 +11,21 @@ import click
 
 __all__ = ["register"]
 
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 _DB_HELP = "Outcome store (SQLite file). Default: $ROUTER_ML_DB or ~/.local/share/router-ml/outcomes.db."
 _SINCE_HELP = "Only requests from the last N hours."
 
 
 def _since(hours: float | None) -> float | None:
     return None if hours is None else time.time() - hours * 3600
+
+
+def _data(files: tuple[Path, ...], split: str) -> Any:
+    """The given labelled files, or the bundled ``split`` when none are given."""
+    from .data import load_bundled, load_files
+
+    return load_files(files) if files else load_bundled(split)  # type: ignore[arg-type]
 
 
 def _store(db: Path | None, prompt_storage: str = "full") -> Any:
@@ -30,12 +39,12 @@ def _store(db: Path | None, prompt_storage: str = "full") -> Any:
 @click.option(
     "--model",
     "model_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_DIR,
     help="Router artifact or models directory (not needed with --force-model/--force-route).",
 )
 @click.option(
     "--routes",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="Route table TOML (default: the artifact's).",
 )
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
@@ -200,28 +209,28 @@ def feedback(request_id: str, label: str | None, score: str | None, comment: str
 @click.option(
     "--champion",
     required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_DIR,
     help="Current artifact, or a models directory with CURRENT.",
 )
 @click.option(
     "--feedback",
     "feedback_files",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="Exported feedback JSONL (repeatable).",
 )
 @click.option(
     "--base",
     "base_files",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="Base training data (default: the bundled training split).",
 )
 @click.option(
     "--eval",
     "eval_files",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="Held-out data both models are scored on (default: the bundled held-out split).",
 )
 @click.option(
@@ -253,11 +262,10 @@ def retrain(
     report: Path | None,
 ) -> None:
     """Train a challenger on base data + feedback; promote it only if it is no worse than the champion."""
-    from .data import load_bundled, load_files
+    from .data import load_files
     from .retrain import retrain as run
 
-    base = load_files(base_files) if base_files else load_bundled("train")
-    held = load_files(eval_files) if eval_files else load_bundled("heldout")
+    base, held = _data(base_files, "train"), _data(eval_files, "heldout")
     fb = load_files(feedback_files) if feedback_files else None
     name = ", ".join(map(str, eval_files)) if eval_files else "bundled held-out split"
     result = run(
@@ -281,7 +289,7 @@ def retrain(
     "--model",
     "model_dir",
     required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=EXISTING_DIR,
     help="Router artifact or models directory.",
 )
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
@@ -290,14 +298,14 @@ def retrain(
     "--train-data",
     "train_files",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="The router's training data (default: the bundled training split).",
 )
 @click.option(
     "--reference",
     "reference_files",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="Data from the training distribution it did not train on (default: bundled held-out split).",
 )
 @click.option(
@@ -312,20 +320,15 @@ def drift(
     label_next: int,
 ) -> None:
     """Compare recent traffic with the training data and list the prompts most worth labelling next (JSON)."""
-    from .data import load_bundled, load_files
     from .drift import drift_report
     from .route import Router
 
     router = Router.load(model_dir)
     with _store(db) as store:
         recent = store.outcomes(_since(hours))
-    train_data = load_files(train_files) if train_files else load_bundled("train")
-    reference = load_files(reference_files) if reference_files else load_bundled("heldout")
-    click.echo(
-        json.dumps(
-            drift_report(router, recent, train_data, reference, label_next=label_next), indent=2, ensure_ascii=False
-        )
-    )
+    train_data, reference = _data(train_files, "train"), _data(reference_files, "heldout")
+    report = drift_report(router, recent, train_data, reference, label_next=label_next)
+    click.echo(json.dumps(report, indent=2, ensure_ascii=False))
 
 
 def register(group: click.Group) -> None:

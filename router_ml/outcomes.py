@@ -353,16 +353,11 @@ class OutcomeStore:
             )
 
     # -- reading -----------------------------------------------------------------------------------------------
-    def outcomes(self, since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Logged outcomes started at or after ``since`` (epoch seconds), newest first."""
+    def _select(self, where: str, args: tuple[Any, ...], tail: str = "") -> list[dict[str, Any]]:
+        """Rows of ``outcomes`` matching ``where``, with the JSON and boolean columns decoded."""
         self.flush()
-        sql = "SELECT * FROM outcomes WHERE started_at >= ? ORDER BY started_at DESC"
-        args: tuple[Any, ...] = (since or 0.0,)
-        if limit is not None:
-            sql += " LIMIT ?"
-            args += (limit,)
         with self._read_lock:
-            cursor = self._read.execute(sql, args)
+            cursor = self._read.execute(f"SELECT * FROM outcomes WHERE {where} {tail}", args)
             names = [d[0] for d in cursor.description]
             rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
         for row in rows:
@@ -372,16 +367,19 @@ class OutcomeStore:
             row["stream"] = bool(row["stream"])
         return rows
 
+    def outcomes(self, since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Logged outcomes started at or after ``since`` (epoch seconds), newest first."""
+        tail = "ORDER BY started_at DESC" + (" LIMIT ?" if limit is not None else "")
+        args: tuple[Any, ...] = (since or 0.0,) + ((limit,) if limit is not None else ())
+        return self._select("started_at >= ?", args, tail)
+
     def get(self, request_id: str) -> dict[str, Any]:
         """One outcome with its feedback list."""
-        self.flush()
-        with self._read_lock:
-            cursor = self._read.execute("SELECT request_id FROM outcomes WHERE request_id = ?", (request_id,))
-            if cursor.fetchone() is None:
-                raise StoreError(f"unknown request id {request_id!r} in {self.path}")
-        row = next(r for r in self.outcomes() if r["request_id"] == request_id)
-        row["feedback"] = self.feedback(request_id)
-        return row
+        rows = self._select("request_id = ?", (request_id,))
+        if not rows:
+            raise StoreError(f"unknown request id {request_id!r} in {self.path}")
+        rows[0]["feedback"] = self.feedback(request_id)
+        return rows[0]
 
     def feedback(self, request_id: str | None = None) -> list[dict[str, Any]]:
         """Feedback rows (for one request, or all), oldest first."""

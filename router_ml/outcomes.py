@@ -1,12 +1,16 @@
 """The outcome log: one durable record per request, feedback on it, summaries and export for retraining.
 
-Storage is SQLite in WAL mode. The schema is built by migrations registered with :func:`migration`, applied once
-each, in order, and recorded by name in ``_migrations``. The path comes from the ``path`` argument, else
-``$ROUTER_ML_DB``, else ``~/.local/share/router-ml/outcomes.db``.
+Storage is a SQLite file in WAL mode (the default), or PostgreSQL when several replicas share one log. The
+location comes from the ``path`` argument, else ``$ROUTER_ML_DB``, else ``~/.local/share/router-ml/outcomes.db``;
+either may be a file path, ``sqlite:///path`` or ``postgresql://user:password@host:port/db``
+(:mod:`router_ml.outcome_db` resolves it and hides the SQL dialects). The schema is built by migrations
+registered with :func:`migration`, the same for both back-ends, applied once each, in order, under a lock that
+keeps concurrent starts out of each other's way, and recorded by name in ``_migrations``.
 
 Writes never block the request path: :meth:`OutcomeStore.record` puts the outcome on a queue and a writer thread
-commits batches in single transactions. :meth:`OutcomeStore.flush` waits until everything queued is on disk,
-and :meth:`OutcomeStore.close` flushes before closing, so no record is lost when many requests finish at once.
+commits batches in single transactions, retrying (and reconnecting) on transient errors. :meth:`OutcomeStore.flush`
+waits until everything queued is committed, and :meth:`OutcomeStore.close` flushes before closing, so no record is
+lost when many requests finish at once. A request id is logged once: writing the same id again changes nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,7 +28,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .exceptions import ConfigError, DataError, RouterMLError
+from .exceptions import ConfigError, DataError
+from .outcome_db import Database, StoreError, default_db, resolve_target
 
 __all__ = [
     "PROMPT_STORAGE",
@@ -34,7 +37,7 @@ __all__ = [
     "Outcome",
     "OutcomeStore",
     "StoreError",
-    "default_db_path",
+    "default_db",
     "migration",
 ]
 
@@ -42,10 +45,6 @@ logger = logging.getLogger(__name__)
 
 PROMPT_STORAGE = ("full", "hash", "none")
 PromptStorage = Literal["full", "hash", "none"]
-
-
-class StoreError(RouterMLError, RuntimeError):
-    """The outcome store cannot be opened or written, or a request id is unknown."""
 
 
 @dataclass
@@ -86,17 +85,22 @@ class Outcome:
     prompt_text: str | None = None
 
 
-_MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = []
+Migration = Callable[[Database], None]
+_MIGRATIONS: list[tuple[str, Migration]] = []
 
 
-def migration(func: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Connection], None]:
-    """Register a schema migration; migrations run once each, in registration order."""
+def migration(func: Migration) -> Migration:
+    """Register a schema migration; migrations run once each, in registration order.
+
+    Write the SQL in SQLite's spelling (``?``, ``REAL``, ``INTEGER PRIMARY KEY AUTOINCREMENT``) and run it with
+    ``db.execute``: :class:`~router_ml.outcome_db.Database` translates it for PostgreSQL.
+    """
     _MIGRATIONS.append((func.__name__, func))
     return func
 
 
 @migration
-def m001_outcomes(db: sqlite3.Connection) -> None:
+def m001_outcomes(db: Database) -> None:
     db.execute(
         """CREATE TABLE outcomes (
             request_id TEXT PRIMARY KEY,
@@ -127,7 +131,7 @@ def m001_outcomes(db: sqlite3.Connection) -> None:
 
 
 @migration
-def m002_feedback(db: sqlite3.Connection) -> None:
+def m002_feedback(db: Database) -> None:
     db.execute(
         """CREATE TABLE feedback (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -139,26 +143,6 @@ def m002_feedback(db: sqlite3.Connection) -> None:
         )"""
     )
     db.execute("CREATE INDEX feedback_request_id ON feedback (request_id)")
-
-
-def default_db_path() -> Path:
-    """``$ROUTER_ML_DB``, else ``~/.local/share/router-ml/outcomes.db``."""
-    env = os.environ.get("ROUTER_ML_DB")
-    return Path(env).expanduser() if env else Path.home() / ".local" / "share" / "router-ml" / "outcomes.db"
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
-    except (OSError, sqlite3.Error) as exc:
-        raise StoreError(
-            f"cannot open the outcome store at {path}: {exc}. Pass a writable path (--db or ROUTER_ML_DB)."
-        ) from None
-    return db
 
 
 _COLUMNS = [
@@ -185,6 +169,11 @@ _COLUMNS = [
     "prompt_text",
     "prompt_hash",
 ]
+_INSERT = (
+    f"INSERT INTO outcomes ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT (request_id) DO NOTHING"
+)
+_WRITE_ATTEMPTS = 8  # about 5 s of retries: a busy SQLite file or a restarting PostgreSQL
 
 
 def parse_score(score: float | str | None) -> float | None:
@@ -205,55 +194,73 @@ def parse_score(score: float | str | None) -> float | None:
 
 
 class OutcomeStore:
-    """SQLite outcome log with a background writer.
+    """The outcome log (SQLite or PostgreSQL) with a background writer.
 
     Args:
-        path (str | Path | None): database file; ``$ROUTER_ML_DB`` or the default location when ``None``.
+        path (str | Path | None): a database file, ``sqlite:///path`` or ``postgresql://user:password@host:port/db``;
+            ``$ROUTER_ML_DB`` or the default file when ``None``.
         prompt_storage (str): what to keep of each prompt: ``"full"`` text, a SHA-256 ``"hash"``, or ``"none"``.
     """
 
     def __init__(self, path: str | Path | None = None, *, prompt_storage: PromptStorage = "full") -> None:
         if prompt_storage not in PROMPT_STORAGE:
             raise ConfigError(f"prompt_storage must be one of {PROMPT_STORAGE}, got {prompt_storage!r}")
-        self.path = Path(path).expanduser() if path is not None else default_db_path()
+        self.target = resolve_target(path)
+        self.location = self.target.display  # printable: a file path, or the URL with its password masked
+        self.path = Path(self.target.location) if self.target.kind == "sqlite" else None
         self.prompt_storage = prompt_storage
-        self._read = _connect(self.path)
+        self._read = Database(self.target)
         self._read_lock = threading.Lock()
-        self._migrate()
+        try:
+            self._migrate()
+            self._write = Database(self.target)
+        except BaseException:
+            self._read.close()
+            raise
         self._queue: queue.Queue[Outcome | None] = queue.Queue()
-        self._write = _connect(self.path)
+        self._failures: list[str] = []
         self._writer = threading.Thread(target=self._write_loop, name="router-ml-outcome-writer", daemon=True)
         self._writer.start()
         self._closed = False
 
     # -- schema ------------------------------------------------------------------------------------------------
     def _migrate(self) -> None:
+        """Apply pending migrations, each in an exclusive transaction, so stores starting together apply each once."""
         db = self._read
-        db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
-        done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-        for name, func in _MIGRATIONS:
-            if name in done:
-                continue
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
-                    func(db)
-                    db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-                db.execute("COMMIT")
-            except Exception:
-                db.execute("ROLLBACK")
-                raise
+        name = "_migrations"
+        try:
+            with db.transaction(exclusive=True):
+                db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+            done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+            for name, func in _MIGRATIONS:
+                if name in done:
+                    continue
+                with db.transaction(exclusive=True):
+                    if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
+                        func(db)
+                        db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+        except db.error as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            fix = (
+                "The store's user needs the right to create tables there (PostgreSQL: GRANT CREATE ON SCHEMA "
+                "<schema> TO <user>)."
+                if "permission" in reason.lower()
+                else "Fix that and open the store again: migrations already applied are kept."
+            )
+            raise StoreError(
+                f"cannot create the outcome tables in {self.location} (migration {name}): {reason}. {fix}"
+            ) from exc
 
     def migrations(self) -> list[str]:
         """Names of the applied migrations, in order."""
         with self._read_lock:
-            return [r[0] for r in self._read.execute("SELECT name FROM _migrations ORDER BY rowid")]
+            return [r[0] for r in self._read.execute("SELECT name FROM _migrations ORDER BY applied_at, name")]
 
     # -- writing -----------------------------------------------------------------------------------------------
     def record(self, outcome: Outcome) -> None:
         """Queue an outcome for writing; returns at once."""
         if self._closed:
-            raise StoreError(f"the outcome store {self.path} is closed")
+            raise StoreError(f"the outcome store {self.location} is closed")
         self._queue.put(outcome)
 
     def _row(self, o: Outcome) -> tuple[Any, ...]:
@@ -273,10 +280,9 @@ class OutcomeStore:
         return tuple(values[c] for c in _COLUMNS)
 
     def _write_loop(self) -> None:
-        sql = f"INSERT INTO outcomes ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+        """Commit queued outcomes in batches of up to 500 until the ``None`` that :meth:`close` queues."""
         while True:
-            first = self._queue.get()
-            batch = [first]
+            batch = [self._queue.get()]
             while len(batch) < 500:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -285,31 +291,53 @@ class OutcomeStore:
             outcomes = [o for o in batch if o is not None]
             try:
                 if outcomes:
-                    self._write_batch(sql, outcomes)
+                    self._commit(outcomes)
             finally:
                 for _ in batch:
                     self._queue.task_done()
             if any(o is None for o in batch):
                 return
 
-    def _write_batch(self, sql: str, outcomes: list[Outcome]) -> None:
-        rows = [self._row(o) for o in outcomes]
-        for attempt in range(5):
-            try:
-                self._write.execute("BEGIN IMMEDIATE")
-                self._write.executemany(sql, rows)
-                self._write.execute("COMMIT")
+    def _commit(self, outcomes: list[Outcome]) -> None:
+        """Write a batch; a row the database refuses costs only that row. Failures go to :meth:`flush`."""
+        try:
+            self._write_batch(outcomes)
+            return
+        except (*self._write.retryable, StoreError) as exc:  # still locked or unreachable after the retries
+            error: Exception = exc
+        except Exception as exc:  # a row the database refuses: write the others one by one
+            if len(outcomes) > 1:
+                for o in outcomes:
+                    self._commit([o])
                 return
-            except sqlite3.OperationalError as exc:  # locked by another process: retry, then report loudly
-                self._write.execute("ROLLBACK") if self._write.in_transaction else None
-                if attempt == 4:
-                    logger.error("could not write %d outcomes to %s: %s", len(rows), self.path, exc)
+            error = exc
+        what = f"{len(outcomes)} outcome{'s' * (len(outcomes) > 1)}"
+        logger.error("could not write %s to %s: %s", what, self.location, error)
+        self._failures.append(f"{what} ({error})")
+
+    def _write_batch(self, outcomes: list[Outcome]) -> None:
+        """One transaction for the batch; on a lock or a lost connection, wait, reconnect and try again."""
+        rows = [self._row(o) for o in outcomes]
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                with self._write.transaction():
+                    self._write.executemany(_INSERT, rows)
+                return
+            except (*self._write.retryable, StoreError) as exc:
+                if attempt + 1 == _WRITE_ATTEMPTS:
                     raise
-                time.sleep(0.05 * 2**attempt)
+                logger.warning("writing %d outcomes to %s failed, retrying: %s", len(rows), self.location, exc)
+                time.sleep(min(0.05 * 2**attempt, 2.0))
 
     def flush(self) -> None:
-        """Block until every queued outcome is committed."""
+        """Block until every queued outcome is committed; a :class:`StoreError` if some could not be."""
         self._queue.join()
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise StoreError(
+                f"could not write to the outcome store {self.location}: {'; '.join(failures)}. "
+                "Check that the database is reachable and writable; the log has the details."
+            )
 
     def close(self) -> None:
         """Flush and close the store."""
@@ -320,6 +348,7 @@ class OutcomeStore:
         self._writer.join()
         self._write.close()
         self._read.close()
+        self.flush()  # the queue is empty now: this only reports outcomes that could not be written
 
     def __enter__(self) -> OutcomeStore:
         return self
@@ -344,7 +373,7 @@ class OutcomeStore:
         with self._read_lock:
             if self._read.execute("SELECT 1 FROM outcomes WHERE request_id = ?", (request_id,)).fetchone() is None:
                 raise StoreError(
-                    f"unknown request id {request_id!r} in {self.path}; use the id returned with the response "
+                    f"unknown request id {request_id!r} in {self.location}; use the id returned with the response "
                     "(x-router-request-id) or listed by `router-ml outcomes list`"
                 )
             self._read.execute(
@@ -377,7 +406,7 @@ class OutcomeStore:
         """One outcome with its feedback list."""
         rows = self._select("request_id = ?", (request_id,))
         if not rows:
-            raise StoreError(f"unknown request id {request_id!r} in {self.path}")
+            raise StoreError(f"unknown request id {request_id!r} in {self.location}")
         rows[0]["feedback"] = self.feedback(request_id)
         return rows[0]
 

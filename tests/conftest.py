@@ -10,6 +10,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import json
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,58 @@ def small_jsonl(small_data, tmp_path) -> Path:
         for text, label in zip(small_data.texts, small_data.labels, strict=True):
             handle.write(json.dumps({"text": text, "label": label}) + "\n")
     return path
+
+
+# -- outcome stores: SQLite files, and fresh schemas on the PostgreSQL server in $ROUTER_ML_TEST_PG_URL ----------
+PG_URL_ENV = "ROUTER_ML_TEST_PG_URL"
+
+
+def postgres_url() -> str:
+    """The test server's URL; without one the test is skipped, or fails when ``$CI`` is set (CI must not skip)."""
+    url = os.environ.get(PG_URL_ENV, "").strip()
+    if url:
+        return url
+    how = f'set {PG_URL_ENV}=postgresql://user@host:port/db, e.g. with: eval "$(bash scripts/ci_postgres.sh)"'
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false"):
+        pytest.fail(f"CI is set but {PG_URL_ENV} is not, so the PostgreSQL tests cannot run: {how}", pytrace=False)
+    pytest.skip(f"PostgreSQL tests skipped: {PG_URL_ENV} is not set; {how}")
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[Callable[[], str]]:
+    """``pg_schema()``: the test server's URL with a new, empty schema first on its search_path (dropped after).
+
+    The schema's name is also the connections' application_name, so a test can find them in pg_stat_activity.
+    """
+    import psycopg
+
+    base = postgres_url()
+    made: list[str] = []
+
+    def new() -> str:
+        name = f"router_ml_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {name}")
+        made.append(name)
+        return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{name}&application_name={name}"
+
+    yield new
+    if made:
+        with psycopg.connect(base, autocommit=True) as conn:
+            for name in made:
+                conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., str | Path]:
+    """``store_db(name="o")``: a fresh outcome-store location (a SQLite file, or a PostgreSQL schema URL),
+    the same one again for the same name; every test using it runs once on each back-end."""
+    new_schema = request.getfixturevalue("pg_schema") if request.param == "postgresql" else None
+    made: dict[str, str | Path] = {}
+
+    def location(name: str = "o") -> str | Path:
+        if name not in made:
+            made[name] = new_schema() if new_schema else tmp_path / f"{name}.db"
+        return made[name]
+
+    return location

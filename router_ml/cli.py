@@ -33,6 +33,17 @@ class _Group(click.Group):
             ctx.exit(2)
 
 
+def _backend_option(func: Any) -> Any:
+    from .embed import EMBEDDERS
+
+    return click.option(
+        "--backend",
+        type=click.Choice(EMBEDDERS),
+        default=None,
+        help="Embedder backend (default: the one the router was trained with; onnx-int8 needs `router-ml backends`).",
+    )(func)
+
+
 def _data_options(func: Any) -> Any:
     func = click.option("--text-column", default="text", show_default=True, help="Column holding the prompt.")(func)
     func = click.option("--label-column", default="label", show_default=True, help="Column holding the label.")(func)
@@ -177,6 +188,7 @@ def train(
     default=0,
     help="Also compare router vs baselines by K-fold cross-validation on the evaluation data itself.",
 )
+@_backend_option
 @_data_options
 def eval_command(
     model_dir: Path,
@@ -185,6 +197,7 @@ def eval_command(
     report_dir: Path | None,
     baselines: bool,
     cv_folds: int,
+    backend: str | None,
     text_column: str,
     label_column: str,
 ) -> None:
@@ -198,7 +211,7 @@ def eval_command(
     from .plots import write_plots
     from .route import Router
 
-    router = Router.load(model_dir, routes)
+    router = Router.load(model_dir, routes, backend=backend)
     model = router.artifact.model
     if data_files:
         data = load_files(data_files, text_column=text_column, label_column=label_column)
@@ -250,8 +263,14 @@ def eval_command(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON decision per line.")
 @click.option("--threshold", type=float, default=None, help="Override the artifact's abstention threshold.")
+@_backend_option
 def route(
-    prompts: tuple[str, ...], model_dir: Path, routes: Path | None, as_json: bool, threshold: float | None
+    prompts: tuple[str, ...],
+    model_dir: Path,
+    routes: Path | None,
+    as_json: bool,
+    threshold: float | None,
+    backend: str | None,
 ) -> None:
     """Route PROMPTS (or, with none given, each non-empty line of standard input) to a model.
 
@@ -259,7 +278,7 @@ def route(
     """
     from .route import Router
 
-    router = Router.load(model_dir, routes, threshold=threshold)
+    router = Router.load(model_dir, routes, threshold=threshold, backend=backend)
     items: list[Any] = list(prompts)
     if not items:
         for line in sys.stdin:
@@ -319,6 +338,7 @@ def demo(ctx: click.Context, out: Path, dev: Path) -> None:
         report_dir=None,
         baselines=True,
         cv_folds=0,
+        backend=None,
         text_column="text",
         label_column="label",
     )
@@ -332,17 +352,33 @@ def demo(ctx: click.Context, out: Path, dev: Path) -> None:
             report_dir=out / "eval-dev",
             baselines=True,
             cv_folds=5,
+            backend=None,
             text_column="text",
             label_column="label",
         )
+    from .cli_serve import backends
+
+    click.echo("\nfaster embedder backends, measured against torch on the same data:")
+    ctx.invoke(backends, model_dir=out, data_files=(), backends=())
+    if dev.is_file():
+        ctx.invoke(backends, model_dir=out, data_files=(dev,), backends=())
     click.echo("\nexample routing decisions:")
-    ctx.invoke(route, prompts=tuple(EXAMPLE_PROMPTS), model_dir=out, routes=None, as_json=False, threshold=None)
+    ctx.invoke(
+        route,
+        prompts=tuple(EXAMPLE_PROMPTS),
+        model_dir=out,
+        routes=None,
+        as_json=False,
+        threshold=None,
+        backend=None,
+    )
 
 
 def _register_loop_commands() -> None:
-    from .cli_loop import register
+    from . import cli_loop, cli_serve
 
-    register(cli)
+    cli_loop.register(cli)
+    cli_serve.register(cli)
 
 
 _register_loop_commands()

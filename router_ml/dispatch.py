@@ -25,7 +25,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +102,8 @@ class Dispatcher:
         cooldown_seconds (float): how long a failing model is skipped. Default 30.
         allowed_fails (int): failures of one kind a model may have (per minute) before its cooldown. Default 3.
         rate_limit_retries (int): retries, with back-off, of a rate-limited model before falling back. Default 1.
+        decide (Callable | None): async ``prompt → Decision`` for :meth:`acomplete` (the service passes its
+            micro-batcher); by default ``router.route`` runs in a thread.
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class Dispatcher:
         cooldown_seconds: float = 30.0,
         allowed_fails: int = 3,
         rate_limit_retries: int = 1,
+        decide: Callable[[Prompt], Awaitable[Decision]] | None = None,
     ) -> None:
         if router is None and routes is None:
             raise ConfigError("a Dispatcher needs a router or a route table")
@@ -125,6 +128,7 @@ class Dispatcher:
         self.store = store
         self.timeout = timeout
         self.deadline = deadline
+        self.decide = decide
         self.llm = litellm.Router(
             model_list=[self._deployment(model) for model in self.routes.all_models],
             num_retries=rate_limit_retries,
@@ -305,7 +309,10 @@ class Dispatcher:
         decision = None
         if chain is None:
             assert self.router is not None
-            decision = await asyncio.to_thread(self.router.route, prompt)  # embedding stays off the event loop
+            if self.decide is not None:
+                decision = await self.decide(prompt)
+            else:
+                decision = await asyncio.to_thread(self.router.route, prompt)  # embedding stays off the event loop
             chain = self._apply(outcome, decision)
         if decision_only:
             self._finish(outcome, "decision_only")

@@ -200,6 +200,14 @@ class RouteTable:
         models = {name: {k: v for k, v in asdict(p).items() if v is not None} for name, p in self.models.items()}
         return {"default_route": self.default_route, "routes": routes, "models": models}
 
+    def save(self, path: str | Path) -> Path:
+        """Write the table as a TOML file (readable by :func:`load_routes`); returns the path."""
+        import tomli_w
+
+        path = Path(path)
+        path.write_text(tomli_w.dumps(self.to_dict()), encoding="utf-8")
+        return path
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<memory>") -> RouteTable:
         """Build and validate a route table from the TOML file's layout."""

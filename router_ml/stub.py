@@ -29,6 +29,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .routes import RouteTable
+
 __all__ = ["StubLLMServer"]
 
 
@@ -90,6 +92,8 @@ class StubLLMServer:
         app.router.add_post("/v1/messages", self._anthropic)
         app.router.add_post("/v1beta/models/{model}:generateContent", self._gemini)
         app.router.add_post("/models/{model}:generateContent", self._gemini)  # litellm's path under a custom api_base
+        app.router.add_post("/v1beta/models/{model}:streamGenerateContent", self._gemini_stream)
+        app.router.add_post("/models/{model}:streamGenerateContent", self._gemini_stream)
         runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=2048)
@@ -138,6 +142,8 @@ class StubLLMServer:
             self.requests.append(f"anthropic/{model}")
         content = body.get("messages", [{}])[-1].get("content", "")
         text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+        if body.get("stream"):
+            return await self._anthropic_stream(request, model, text)
         return web.json_response(
             {
                 "id": f"msg_stub_{random.getrandbits(48):x}",
@@ -174,6 +180,60 @@ class StubLLMServer:
             }
         )
 
+    @staticmethod
+    async def _sse(request: web.Request, events: list[tuple[str | None, dict[str, Any]]]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for event, data in events:
+            head = f"event: {event}\n" if event else ""
+            await response.write(f"{head}data: {json.dumps(data)}\n\n".encode())
+        await response.write_eof()
+        return response
+
+    async def _anthropic_stream(self, request: web.Request, model: str, text: str) -> web.StreamResponse:
+        """Anthropic's Messages streaming events, one text delta per word."""
+        words = f"stub answer to: {text[:40]}".split()
+        usage = {"input_tokens": max(1, len(text) // 4), "output_tokens": 1}
+        start = {"id": f"msg_stub_{random.getrandbits(48):x}", "type": "message", "role": "assistant",
+                 "model": model, "content": [], "stop_reason": None, "usage": usage}  # fmt: skip
+        events: list[tuple[str | None, dict[str, Any]]] = [
+            ("message_start", {"type": "message_start", "message": start}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+        ]  # fmt: skip
+        for i, word in enumerate(words):
+            delta = {"type": "text_delta", "text": (" " if i else "") + word}
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
+        events += [
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                               "usage": {"output_tokens": len(words)}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]  # fmt: skip
+        return await self._sse(request, events)
+
+    async def _gemini_stream(self, request: web.Request) -> web.StreamResponse:
+        """Gemini's ``streamGenerateContent?alt=sse``: one candidate chunk per word, usage on the last."""
+        body = await request.json()
+        model = request.match_info["model"]
+        with self._lock:
+            self.requests.append(f"gemini/{model}")
+        parts = (body.get("contents") or [{}])[-1].get("parts", [])
+        text = " ".join(p.get("text", "") for p in parts)
+        words = f"stub answer to: {text[:40]}".split()
+        events: list[tuple[str | None, dict[str, Any]]] = []
+        for i, word in enumerate(words):
+            chunk: dict[str, Any] = {
+                "candidates": [{"content": {"role": "model", "parts": [{"text": (" " if i else "") + word}]}}],
+                "modelVersion": model,
+            }
+            if i == len(words) - 1:
+                chunk["candidates"][0]["finishReason"] = "STOP"
+                chunk["usageMetadata"] = {"promptTokenCount": max(1, len(text) // 4),
+                                          "candidatesTokenCount": len(words), "totalTokenCount": 0}  # fmt: skip
+            events.append((None, chunk))
+        return await self._sse(request, events)
+
     async def _stream(self, request: web.Request, model: str, text: str, broken: bool = False) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -202,3 +262,16 @@ class StubLLMServer:
         await response.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
         await response.write_eof()
         return response
+
+
+def stub_route_table(table: RouteTable, stub: StubLLMServer, key_env: str = "ROUTER_ML_STUB_KEY") -> RouteTable:
+    """``table`` with every model served by ``stub`` (each provider's own wire format), for demos and load tests.
+
+    The API key is read from ``key_env`` (set it to anything): no request leaves 127.0.0.1.
+    """
+    data = table.to_dict()
+    for model in table.all_models:
+        entry = data["models"].setdefault(model, {})
+        entry["api_base"] = stub.base_url if model.split("/", 1)[0] == "openai" else stub.root_url
+        entry["api_key_env"] = key_env
+    return RouteTable.from_dict(data, source="stub route table")

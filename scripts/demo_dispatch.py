@@ -29,16 +29,11 @@ PROMPTS = [
 
 
 def stub_routes(table, stub):  # type: ignore[no-untyped-def]
-    """The bundled route table with every model served by the stub (the provider decides the wire format)."""
+    """The bundled route table served by the stub, plus a route whose primary is down, to show a fallback."""
     from router_ml.routes import RouteTable
+    from router_ml.stub import stub_route_table
 
-    data = table.to_dict()
-    for model in table.all_models:
-        provider = model.split("/", 1)[0]
-        entry = data["models"].setdefault(model, {})
-        entry["api_base"] = stub.base_url if provider == "openai" else stub.root_url
-        entry["api_key_env"] = "ROUTER_ML_DEMO_KEY"
-    # a route whose primary is down, to show a fallback with its reason
+    data = stub_route_table(table, stub, "ROUTER_ML_DEMO_KEY").to_dict()
     data["routes"]["demo-fallback"] = {"model": "openai/fail-primary", "fallbacks": [table["reasoning"].model]}
     data["models"]["openai/fail-primary"] = {"api_base": stub.base_url, "api_key_env": "ROUTER_ML_DEMO_KEY"}
     return RouteTable.from_dict(data, source="demo route table")

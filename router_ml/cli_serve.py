@@ -1,0 +1,106 @@
+"""``router-ml serve`` (the OpenAI-compatible service) and ``router-ml backends`` (fast embedder backends)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from .embed import EMBEDDERS
+
+__all__ = ["register"]
+
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def _keys(value: str | None) -> list[str]:
+    return [k.strip() for k in (value or "").split(",") if k.strip()]
+
+
+@click.command()
+@click.option("--model", "model_dir", required=True, type=EXISTING_DIR, help="Router artifact, or models dir.")
+@click.option("--routes", type=EXISTING_FILE, help="Route table TOML (default: the artifact's).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Worker processes.")
+@click.option("--db", envvar="ROUTER_ML_DB", help="Outcome log: SQLite path or postgresql:// URL [env ROUTER_ML_DB].")
+@click.option("--backend", type=click.Choice(EMBEDDERS), help="Embedder backend (default: the artifact's).")
+@click.option("--fallback-backend", type=click.Choice(EMBEDDERS), help="Use this backend if --backend fails.")
+@click.option(
+    "--api-keys", envvar="ROUTER_ML_API_KEYS", help="Comma-separated bearer tokens for /v1/* [env ROUTER_ML_API_KEYS]."
+)
+@click.option("--admin-key", envvar="ROUTER_ML_ADMIN_KEY", help="Bearer token for /admin/* [env ROUTER_ML_ADMIN_KEY].")
+@click.option("--reload-interval", default=0.0, show_default=True, help="Seconds between checks for a new artifact.")
+@click.option("--max-body-bytes", default=1_000_000, show_default=True)
+@click.option("--max-messages", default=256, show_default=True)
+@click.option("--cache-size", default=4096, show_default=True, help="Decision-cache entries per worker (0: off).")
+@click.option("--max-batch", default=32, show_default=True, help="Micro-batch size bound.")
+@click.option("--max-wait-ms", default=2.0, show_default=True, help="Micro-batch wait bound.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds per provider call.")
+@click.option("--deadline", default=120.0, show_default=True, help="Seconds per request, fallbacks included.")
+@click.option(
+    "--prompt-storage", type=click.Choice(["full", "hash", "none"]), default="full", show_default=True,
+    help="What the outcome log keeps of each prompt.",
+)  # fmt: skip
+@click.option("--log-level", default="info", show_default=True)
+def serve(
+    model_dir: Path, routes: Path | None, host: str, port: int, workers: int, db: str | None, backend: str | None,
+    fallback_backend: str | None, api_keys: str | None, admin_key: str | None, reload_interval: float,
+    max_body_bytes: int, max_messages: int, cache_size: int, max_batch: int, max_wait_ms: float, timeout: float,
+    deadline: float, prompt_storage: str, log_level: str,
+) -> None:  # fmt: skip
+    """Serve the router as an OpenAI-compatible HTTP API (model "router" routes; see the README)."""
+    import uvicorn
+
+    from .service import CONFIG_ENV, ServiceConfig
+
+    config = ServiceConfig(
+        model=str(model_dir), routes=None if routes is None else str(routes), db=db, backend=backend,
+        fallback_backend=fallback_backend, api_keys=_keys(api_keys), admin_key=admin_key or None,
+        max_body_bytes=max_body_bytes, max_messages=max_messages, cache_size=cache_size, max_batch=max_batch,
+        max_wait_ms=max_wait_ms, timeout=timeout, deadline=deadline, reload_interval=reload_interval,
+        prompt_storage=prompt_storage,  # type: ignore[arg-type]
+    )  # fmt: skip
+    os.environ[CONFIG_ENV] = config.to_json()  # the workers build the app from it (uvicorn --factory)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="router-ml-metrics-")
+    auth = "bearer tokens required" if config.api_keys else "no authentication"
+    click.echo(f"router-ml serving {model_dir} on http://{host}:{port}/v1 ({workers} worker(s), {auth})", err=True)
+    uvicorn.run(
+        "router_ml.service:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level
+    )
+
+
+@click.command()
+@click.argument("model_dir", type=EXISTING_DIR)
+@click.option(
+    "--data", "data_files", multiple=True, type=EXISTING_FILE,
+    help="Labelled JSONL/CSV to measure on (repeatable; default: the bundled held-out split).",
+)  # fmt: skip
+@click.option(
+    "--backend", "backends", multiple=True, type=click.Choice(["onnx", "onnx-int8"]),
+    help="Backend to export and measure (repeatable; default: onnx and onnx-int8).",
+)  # fmt: skip
+def backends(model_dir: Path, data_files: tuple[Path, ...], backends: tuple[str, ...]) -> None:
+    """Export MODEL_DIR's embedder to ONNX, measure each backend against the trained one, record it.
+
+    Prints macro-F1 on the same data for each backend next to the trained backend's, with label agreement and
+    embedding cosine; the manifest keeps the result, which lets `--backend onnx-int8` load this router.
+    """
+    from .backend_check import measure_backends
+    from .data import load_bundled, load_files
+
+    data = load_files(data_files) if data_files else load_bundled("heldout")
+    name = ", ".join(str(f) for f in data_files) or "bundled held-out split"
+    click.echo(f"measuring embedder backends on {len(data)} prompts ({name})")
+    for report in measure_backends(model_dir, data, backends or ("onnx", "onnx-int8"), dataset=name):
+        click.echo("  " + report.format())
+
+
+def register(group: click.Group) -> None:
+    """Add the serving commands to the ``router-ml`` group."""
+    for command in (serve, backends):
+        group.add_command(command)

@@ -1,0 +1,83 @@
+"""Prometheus metrics of the routing service.
+
+With several uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``router-ml serve --workers N`` does it) and every
+worker writes its samples there; ``/metrics`` then aggregates all workers, whichever one answers the scrape.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from .outcomes import Outcome
+from .route import Decision
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class Metrics:
+    """The service's counters and histograms, in their own registry (so tests can build several apps)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "router_ml_requests", "HTTP requests by endpoint and status code.", ["endpoint", "code"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "router_ml_request_seconds", "Request latency by endpoint.", ["endpoint"], buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.routing_seconds = Histogram(
+            "router_ml_routing_seconds", "Time to decide a route.", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.provider_seconds = Histogram(
+            "router_ml_provider_seconds", "Provider call latency by model.", ["model"], buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.decisions = Counter("router_ml_route_decisions", "Routing decisions by route.", ["route"], registry=r)
+        self.abstentions = Counter("router_ml_abstentions", "Decisions below the confidence threshold.", registry=r)
+        self.cache = Counter("router_ml_decision_cache", "Decision-cache lookups by result.", ["result"], registry=r)
+        self.batch_size = Histogram(
+            "router_ml_batch_size", "Prompts embedded together by the micro-batcher.", buckets=_BATCH_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.fallbacks = Counter(
+            "router_ml_fallbacks", "Requests answered by a fallback model, by route.", ["route"], registry=r
+        )
+        self.errors = Counter("router_ml_errors", "Failed requests by kind.", ["kind"], registry=r)
+        self.cost = Counter("router_ml_cost_usd", "Estimated provider cost in USD by model.", ["model"], registry=r)
+        self.reloads = Counter("router_ml_reloads", "Router artifact reloads by result.", ["result"], registry=r)
+
+    def decision(self, decision: Decision) -> None:
+        """Count one routing decision."""
+        self.routing_seconds.observe(decision.latency_ms / 1000)
+        self.decisions.labels(decision.label).inc()
+        self.cache.labels("hit" if decision.cached else "miss").inc()
+        if decision.abstained:
+            self.abstentions.inc()
+
+    def outcome(self, outcome: Outcome) -> None:
+        """Count what happened at the providers for one request."""
+        if outcome.model is not None:
+            self.provider_seconds.labels(outcome.model).observe(outcome.provider_ms / 1000)
+            if outcome.cost_usd:
+                self.cost.labels(outcome.model).inc(outcome.cost_usd)
+        if any(a.status == "error" for a in outcome.attempts) and outcome.status == "ok":
+            self.fallbacks.labels(outcome.label or "forced").inc()
+        if outcome.status not in ("ok", "decision_only"):
+            self.errors.labels(outcome.status).inc()
+
+    def render(self) -> bytes:
+        """The exposition text, aggregated over all workers in multiprocess mode."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

@@ -108,6 +108,12 @@ def postgres_url() -> str:
 
 
 @pytest.fixture
+def pg_url() -> str:
+    """The PostgreSQL test server's URL (skips, or fails under CI, without one)."""
+    return postgres_url()
+
+
+@pytest.fixture
 def pg_schema() -> Iterator[Callable[[], str]]:
     """``pg_schema()``: the test server's URL with a new, empty schema first on its search_path (dropped after).
 

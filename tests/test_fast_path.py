@@ -240,3 +240,19 @@ def test_micro_batcher_isolates_bad_prompts_and_cancelled_callers(small_artifact
     assert good.label in router.labels
     assert isinstance(blank, DataError) and isinstance(empty, DataError)
     assert stats.requests == 1  # the cancelled caller was not embedded
+
+
+def test_cli_backends_measures_and_route_uses_the_backend(onnx_artifact: Path, small_jsonl: Path) -> None:
+    from click.testing import CliRunner
+
+    from router_ml.cli import cli
+
+    runner = CliRunner()
+    measured = runner.invoke(cli, ["backends", str(onnx_artifact), "--data", str(small_jsonl), "--backend", "onnx"])
+    assert measured.exit_code == 0, measured.output
+    assert "onnx " in measured.output and "same label 100.00%" in measured.output
+    routed = runner.invoke(cli, ["route", "--model", str(onnx_artifact), "--backend", "onnx", "--json", "Sort a list"])
+    assert routed.exit_code == 0, routed.output
+    assert json.loads(routed.output.splitlines()[-1])["label"] in ("code", "creative", "reasoning", "simple")
+    refused = runner.invoke(cli, ["route", "--model", str(onnx_artifact), "--backend", "onnx-int8", "hi"])
+    assert refused.exit_code == 2 and "router-ml backends" in refused.output

@@ -49,6 +49,7 @@ __all__ = [
     "load",
     "resolve",
     "save",
+    "write_manifest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -224,6 +225,33 @@ def export_dir(path: Path) -> Path | None:
     return folder if folder.is_dir() or os.access(path, os.W_OK) else None
 
 
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Replace an artifact's manifest atomically (a concurrent reader sees the old or the new one)."""
+    staging = path / f".{MANIFEST}.{os.getpid()}"
+    staging.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    staging.replace(path / MANIFEST)
+
+
+def _record_export(path: Path, manifest: dict[str, Any], embedder: Embedder) -> None:
+    """Write the ONNX export's fingerprint into the manifest at first use; warn if a later export differs."""
+    meta = getattr(embedder, "meta", None)
+    if meta is None:
+        return
+    export = {"source_fingerprint": meta["source_fingerprint"], "graphs": meta["graphs"], "opset": meta["opset"]}
+    recorded = manifest.get("onnx_export")
+    if recorded is None:
+        if os.access(path, os.W_OK):
+            manifest["onnx_export"] = export
+            write_manifest(path, manifest)
+    elif recorded["graphs"] != export["graphs"]:
+        warnings.warn(
+            f"{path}: the ONNX export in use differs from the one recorded in the manifest (re-exported?); "
+            "float ONNX matches torch either way, but onnx-int8 must be measured again with `router-ml backends`",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
 def _backend_embedder(path: Path, name: str, backend: str, fallback_backend: str | None) -> Embedder:
     kwargs = {"export_dir": export_dir(path)} if backend.startswith("onnx") else {}
     try:
@@ -314,6 +342,7 @@ def load(
             "retrain the router or load the original embedding model"
         )
     check_backend(manifest, embedder, allow_unmeasured=allow_unmeasured)
+    _record_export(path, manifest, embedder)
     _warn_on_drift(manifest.get("library_versions", {}))
     head_file = path / HEAD
     if not head_file.is_file():

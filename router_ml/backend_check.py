@@ -8,18 +8,15 @@ the macro-F1 difference (and the exact graph measured) in ``manifest.json``.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sklearn.metrics import f1_score
 
-from .artifact import MACRO_F1_TOLERANCE, MANIFEST, export_dir, read_manifest, resolve
+from .artifact import MACRO_F1_TOLERANCE, export_dir, read_manifest, resolve, write_manifest
 from .artifact import load as load_artifact
 from .data import LabelledPrompts
 from .embed import embed_texts, make_embedder
@@ -60,12 +57,6 @@ class BackendReport:
             f" (Δ {self.macro_f1_delta:+.4f}), same label {self.label_agreement:.2%}, cosine mean "
             f"{self.cosine_mean:.4f} min {self.cosine_min:.4f}, {self.n / self.seconds:.0f} prompts/s  {verdict}"
         )
-
-
-def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
-    staging = path / f".{MANIFEST}.{os.getpid()}"
-    staging.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    staging.replace(path / MANIFEST)  # atomic: a concurrent reader sees the old or the new manifest
 
 
 def measure_backends(
@@ -113,5 +104,5 @@ def measure_backends(
     recorded = manifest.setdefault("backends", {})
     for report in reports:
         recorded[report.backend] = {**asdict(report), "dataset": dataset, "data_sha256": data.fingerprint()}
-    _write_manifest(path, manifest)
+    write_manifest(path, manifest)
     return reports

@@ -77,6 +77,8 @@ def test_onnx_labels_agree_with_torch(small_artifact: Path, onnx_artifact: Path,
     torch_router = Router.load(small_artifact, cache_size=0)
     onnx_router = Router.load(onnx_artifact, backend="onnx", cache_size=0)
     assert onnx_router.backend == "onnx"
+    export = json.loads((onnx_artifact / "onnx" / EXPORT_META).read_text())
+    assert artifact.read_manifest(onnx_artifact)["onnx_export"]["graphs"] == export["graphs"]  # recorded at first use
     prompts = small_data.texts[::3] + TEXTS
     torch_labels = [d.predicted for d in torch_router.route_batch(prompts)]
     assert [d.predicted for d in onnx_router.route_batch(prompts)] == torch_labels

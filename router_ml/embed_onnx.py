@@ -3,8 +3,9 @@
 :func:`export_onnx` traces the model's transformer with ``torch.onnx.export`` (the TorchScript exporter, which
 needs no extra packages) and writes, into one folder::
 
-    model.onnx        float32 graph; embeddings match torch to ~1e-7
-    model.int8.onnx   the same graph with dynamically quantized int8 MatMul weights (per channel)
+    model.onnx        float32 graph, attention and layer norms fused by onnxruntime's transformer optimizer;
+                      embeddings match torch to ~1e-7
+    model.int8.onnx   the same graph with dynamically quantized int8 weights (MatMul and Attention, per channel)
     tokenizer.json    the model's fast tokenizer
     export.json       source model and weight fingerprint, pooling, max length, SHA-256 of each graph, versions
 
@@ -51,6 +52,8 @@ logger = logging.getLogger(__name__)
 EXPORT_META = "export.json"
 GRAPH_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 OPSET = 17
+TOKENS_PER_RUN = 256
+"""Most padded tokens in one ONNX Runtime call (see :meth:`OnnxEmbedder._batches`)."""
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _POOLINGS = ("mean", "cls")
 
@@ -99,6 +102,10 @@ def _trace(source: SentenceTransformerEmbedder, file: Path) -> None:
     import torch
 
     transformer = source.model[0].auto_model.eval()
+    # eager attention traces to plain MatMul/Softmax, which onnxruntime's optimizer fuses into one Attention op
+    # (about 1.2x faster in float, 1.25x in int8 here); the SDPA trace is left unfused.
+    if hasattr(transformer, "set_attn_implementation"):
+        transformer.set_attn_implementation("eager")
 
     class LastHiddenState(torch.nn.Module):
         def __init__(self) -> None:
@@ -126,16 +133,34 @@ def _trace(source: SentenceTransformerEmbedder, file: Path) -> None:
         )
 
 
+def _optimize(file: Path, config: Any) -> None:
+    """Fuse attention, GELU and layer norms in place with onnxruntime's transformer optimizer (BERT-style)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads = int(getattr(config, "num_attention_heads", 0))
+    hidden = int(getattr(config, "hidden_size", 0))
+    optimized = optimize_model(str(file), model_type="bert", num_heads=heads, hidden_size=hidden)
+    optimized.save_model_to_file(str(file))
+
+
 def _quantize(source: Path, target: Path) -> None:
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quant_logger = logging.getLogger()  # onnxruntime.quantization advises pre-processing on the root logger
     level = quant_logger.level
     quant_logger.setLevel(logging.ERROR)
     try:
-        # Per-channel int8 MatMul weights only: cosine to float ≈ 0.993 on real prompts, against ≈ 0.957 for the
-        # per-tensor default that also quantizes the embedding tables.
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
+        # Per-channel int8 weights of the MatMul and fused Attention ops, embedding tables kept in float: cosine to
+        # float ≈ 0.994 on real prompts, against ≈ 0.957 for the per-tensor default that quantizes everything.
+        quantize_dynamic(
+            source,
+            target,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Attention"],
+            extra_options={"DefaultTensorType": TensorProto.FLOAT},  # fused ops have no inferred output type
+        )
     finally:
         quant_logger.setLevel(level)
 
@@ -162,6 +187,7 @@ def export_onnx(name: str = DEFAULT_MODEL, folder: str | Path | None = None, *, 
     staging.mkdir()
     try:
         _trace(source, staging / GRAPH_FILES["onnx"])
+        _optimize(staging / GRAPH_FILES["onnx"], source.model[0].auto_model.config)
         _quantize(staging / GRAPH_FILES["onnx"], staging / GRAPH_FILES["onnx-int8"])
         source.model.tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
         meta = {
@@ -264,12 +290,12 @@ class OnnxEmbedder(Embedder):
 
     @cached_property
     def tokenizer(self) -> Any:
-        """The model's tokenizer, truncating to ``max_seq_length`` and padding to the longest in a batch."""
+        """The model's tokenizer, truncating to ``max_seq_length``."""
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         tokenizer.enable_truncation(self.max_seq_length)
-        tokenizer.enable_padding(pad_id=self.meta["pad_id"], pad_token=self.meta["pad_token"])
+        tokenizer.no_padding()  # padded per run, to that run's longest prompt
         return tokenizer
 
     @cached_property
@@ -298,11 +324,16 @@ class OnnxEmbedder(Embedder):
         graph = self.meta["graphs"][self.backend]
         return {**super().describe(), "export": {"file": graph["file"], "sha256": graph["sha256"]}}
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch([t.strip() for t in texts])
+    @cached_property
+    def _input_types(self) -> dict[str, Any]:
+        """Each graph input and its integer dtype (fused graphs may take int32)."""
+        return {i.name: np.int32 if "int32" in i.type else np.int64 for i in self.session.get_inputs()}
+
+    def _embed_batch(self, encodings: list[Any]) -> np.ndarray:
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        feed = {name: feed[name].astype(dtype, copy=False) for name, dtype in self._input_types.items()}
         hidden = self.session.run(None, feed)[0]
         if self.meta["pooling"] == "cls":
             pooled = hidden[:, 0]
@@ -311,18 +342,36 @@ class OnnxEmbedder(Embedder):
             pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
+    def _batches(self, lengths: list[int], batch_size: int) -> list[list[int]]:
+        """Row groups, longest first, each holding at most ``batch_size`` rows and ``TOKENS_PER_RUN`` padded
+        tokens: on CPU, ONNX Runtime's cost grows with padded tokens, so big batches of long prompts only add
+        padding and cache misses, while short prompts still share a run."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batches: list[list[int]] = []
+        for i in order:
+            current = batches[-1] if batches else None
+            longest = lengths[current[0]] if current else 0
+            if current is None or len(current) >= batch_size or (len(current) + 1) * longest > TOKENS_PER_RUN:
+                batches.append([i])
+            else:
+                current.append(i)
+        return batches
+
     def _encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
         fitted = head_and_tail(texts, self._splitter, self.max_seq_length)
-        order = np.argsort([-len(t) for t in fitted], kind="stable")  # similar lengths share a batch: less padding
+        encodings = self.tokenizer.encode_batch([t.strip() for t in fitted])
         out = np.empty((len(fitted), self.dim), dtype=np.float32)
-        starts = range(0, len(fitted), batch_size)
+        batches = self._batches([len(e.ids) for e in encodings], batch_size)
         if show_progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="embedding", unit="batch")
-        for start in starts:
-            rows = order[start : start + batch_size]
-            out[rows] = self._embed_batch([fitted[i] for i in rows])
+            batches = tqdm(batches, desc="embedding", unit="batch")
+        for rows in batches:
+            group = [encodings[i] for i in rows]
+            longest = max(len(e.ids) for e in group)
+            for encoding in group:
+                encoding.pad(longest, pad_id=self.meta["pad_id"], pad_token=self.meta["pad_token"])
+            out[rows] = self._embed_batch(group)
         return out
 
 

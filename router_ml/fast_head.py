@@ -11,8 +11,6 @@ support (binary, sigmoid or isotonic calibration, other vectorizer settings) are
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,15 +31,15 @@ class _Ngrams:
     weights: np.ndarray  # (vocabulary size, n_classes): this block's coefficient rows
 
     def logits(self, text: str) -> np.ndarray | None:
-        counts = Counter(self.analyzer(text))
-        vocabulary = self.vocabulary
-        found = [(vocabulary[g], n) for g, n in counts.items() if g in vocabulary]
-        if not found:
+        get = self.vocabulary.get
+        columns = np.fromiter((get(gram, -1) for gram in self.analyzer(text)), dtype=np.intp)
+        columns = columns[columns >= 0]
+        if not columns.size:
             return None
-        index = np.fromiter((i for i, _ in found), dtype=np.intp, count=len(found))
-        tf = np.fromiter(((1.0 + math.log(n)) if self.sublinear else n for _, n in found), np.float64, len(found))
-        values = tf * self.idf[index]
-        values /= math.sqrt(float(values @ values))
+        index, counts = np.unique(columns, return_counts=True)
+        tf = counts.astype(np.float32)
+        values = (1.0 + np.log(tf) if self.sublinear else tf) * self.idf[index]
+        values /= np.sqrt(values @ values)
         return values @ self.weights[index]
 
 
@@ -58,9 +56,9 @@ def _ngram_blocks(head: Any, weights: np.ndarray) -> list[_Ngrams] | None:
             _Ngrams(
                 analyzer=vectorizer.build_analyzer(),
                 vocabulary=vectorizer.vocabulary_,
-                idf=np.asarray(vectorizer.idf_, dtype=np.float64),
+                idf=np.asarray(vectorizer.idf_, dtype=np.float32),
                 sublinear=bool(vectorizer.sublinear_tf),
-                weights=np.ascontiguousarray(weights[offset : offset + size]),
+                weights=np.ascontiguousarray(weights[offset : offset + size], dtype=np.float32),
             )
         )
         offset += size

@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup run test bench demo lint clean
+.PHONY: setup run test bench load demo serve lint clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,12 @@ test: setup
 
 bench: setup
 	$(PY) scripts/benchmark.py
+
+load: setup
+	$(PY) scripts/load_test.py --model artifacts/router
+
+serve: setup
+	$(VENV)/bin/router-ml serve --model artifacts/router
 
 demo: setup
 	$(PY) scripts/demo_dispatch.py --model artifacts/router

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .route import Decision, Prompt, Router, routing_texts
@@ -87,11 +87,6 @@ class MicroBatcher:
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(prompt, future))
         return await future
-
-    async def route_many(self, prompts: Sequence[Prompt]) -> list[Decision]:
-        """Decisions for a batch the caller already has (one embedding pass, in a thread)."""
-        router = self.router
-        return await asyncio.to_thread(router.route_batch, list(prompts))
 
     async def _collect(self, queue: asyncio.Queue[_Pending]) -> list[_Pending]:
         batch = [await queue.get()]

@@ -39,7 +39,6 @@ from .batching import MicroBatcher
 from .exceptions import ConfigError, DataError, RouterMLError
 from .outcomes import OutcomeStore, StoreError
 from .route import Decision, Router
-from .routes import load_routes
 from .service_metrics import CONTENT_TYPE_LATEST, Metrics
 
 __all__ = ["CONFIG_ENV", "ServiceConfig", "app_from_env", "create_app"]
@@ -188,11 +187,6 @@ def _messages(items: list[Message]) -> list[dict[str, Any]]:
     return [m.model_dump(exclude_none=True) for m in items]
 
 
-def _decision_body(decision: Decision, request_id: str) -> dict[str, Any]:
-    body = decision.to_dict()
-    return {"request_id": request_id, **body}
-
-
 def _decision_headers(request_id: str, decision: Decision | None, model: str | None, version: str) -> dict[str, str]:
     headers = {"x-router-request-id": request_id, "x-router-version": version}
     if model:
@@ -290,7 +284,6 @@ def create_app(config: ServiceConfig) -> FastAPI:
     """The FastAPI application for ``config`` (the router loads when the app starts)."""
     metrics = Metrics()
     state = _State(config, metrics)
-    routes_for_models = load_routes(config.routes) if config.routes else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -382,11 +375,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        s = ready()
-        assert s.router is not None
-        table = routes_for_models or s.router.routes
         now = int(time.time())
-        ids = [*ROUTER_MODELS, *table.all_models]
+        ids = [*ROUTER_MODELS, *ready().dispatcher.routes.all_models]
         return {
             "object": "list",
             "data": [{"id": i, "object": "model", "created": now, "owned_by": "router-ml"} for i in ids],
@@ -416,7 +406,6 @@ def create_app(config: ServiceConfig) -> FastAPI:
             status = 504 if exc.outcome.status == "deadline" else 502
             headers = _decision_headers(exc.outcome.request_id, None, None, exc.outcome.router_version or "")
             raise APIError(status, str(exc), "upstream_error", code=exc.outcome.status, headers=headers) from None
-        assert s.router is not None
         headers = _decision_headers(
             result.request_id, result.decision, result.outcome.model, result.outcome.router_version or ""
         )
@@ -454,7 +443,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             if not isinstance(prompt, str) and len(prompt) > config.max_messages:
                 raise APIError(400, f"{len(prompt)} messages is over the limit of {config.max_messages}")
         results = await asyncio.gather(*(s.dispatcher.acomplete(p, decision_only=True) for p in prompts))
-        data = [_decision_body(r.decision, r.request_id) for r in results]
+        data = [{"request_id": r.request_id, **r.decision.to_dict()} for r in results]
         version = results[0].outcome.router_version
         if single:
             return {"object": "route", "router_version": version, **data[0]}

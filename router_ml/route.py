@@ -222,31 +222,33 @@ class Router:
         pairs = [routing_texts(p) for p in prompts]
         if not pairs:
             return []
-        keys = [cache_key(t, c) for t, c in pairs]
-        found = self._lookup(keys)
+        keys, found = self._lookup(pairs)
         missing = [i for i, p in enumerate(found) if p is None]
         if missing:
             for i, proba in zip(missing, self._probabilities([pairs[i] for i in missing]), strict=True):
                 found[i] = proba
-            self._store([keys[i] for i in missing], [found[i] for i in missing])  # type: ignore[misc]
+            if keys:  # the cache is on
+                self._store([keys[i] for i in missing], [found[i] for i in missing])  # type: ignore[misc]
         misses = set(missing)
         return [self._decide(p, started, i not in misses) for i, p in enumerate(found)]  # type: ignore[arg-type]
 
-    def _lookup(self, keys: list[bytes]) -> list[np.ndarray | None]:
+    def _lookup(self, pairs: list[tuple[str, str | None]]) -> tuple[list[bytes], list[np.ndarray | None]]:
+        """Cache keys and cached probabilities (``None`` for a miss), hits and misses counted; no keys are
+        computed when the cache is off."""
         if self._cache is None:
             with self._cache_lock:
-                self._misses += len(keys)
-            return [None] * len(keys)
+                self._misses += len(pairs)
+            return [], [None] * len(pairs)
+        keys = [cache_key(t, c) for t, c in pairs]
         with self._cache_lock:
             found = [self._cache.get(k) for k in keys]
             hits = sum(p is not None for p in found)
             self._hits += hits
             self._misses += len(keys) - hits
-        return found
+        return keys, found
 
     def _store(self, keys: list[bytes], probabilities: list[np.ndarray]) -> None:
-        if self._cache is None:
-            return
+        assert self._cache is not None
         with self._cache_lock:
             for key, proba in zip(keys, probabilities, strict=True):
                 proba.setflags(write=False)  # shared by every later hit
@@ -257,10 +259,12 @@ class Router:
         texts = [t for t, _ in pairs]
         contexts = [(i, c) for i, (_, c) in enumerate(pairs) if c is not None]
         all_texts = texts + [c for _, c in contexts]
-        vectors = self.artifact.model.embedder.encode(all_texts)  # type: ignore[union-attr]
         if self._head is not None:
-            proba = self._head.predict_proba(vectors, all_texts)
+            text_logits = self._head.text_logits(all_texts)  # before the embedding: see LinearHead.text_logits
+            vectors = self.artifact.model.embedder.encode(all_texts)  # type: ignore[union-attr]
+            proba = self._head.predict_proba(vectors, all_texts, text_logits)
         else:
+            vectors = self.artifact.model.embedder.encode(all_texts)  # type: ignore[union-attr]
             proba = self.artifact.model.predict_proba_embeddings(vectors, all_texts)
         final = proba[: len(texts)].copy()
         for row, (i, _) in enumerate(contexts, start=len(texts)):

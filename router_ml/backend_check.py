@@ -14,18 +14,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 from .artifact import MACRO_F1_TOLERANCE, export_dir, read_manifest, resolve, write_manifest
 from .artifact import load as load_artifact
 from .data import LabelledPrompts
 from .embed import embed_texts, make_embedder
+from .metrics import classification_report
 
 __all__ = ["BackendReport", "measure_backends"]
-
-
-def macro_f1(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
-    return float(f1_score(list(y_true), list(y_pred), average="macro"))
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ def measure_backends(
     assert model.embedder is not None
     reference_X = embed_texts(model.embedder, data.texts)
     reference_labels = model.classes_[np.argmax(model.predict_proba_embeddings(reference_X, data.texts), axis=1)]
-    reference_f1 = macro_f1(data.labels, reference_labels)
+    reference_f1 = classification_report(data.labels, list(reference_labels)).macro_f1
     reports = []
     for backend in backends:
         kwargs = {"export_dir": export_dir(path)} if backend.startswith("onnx") else {}
@@ -84,7 +80,7 @@ def measure_backends(
         seconds = time.perf_counter() - started
         labels = model.classes_[np.argmax(model.predict_proba_embeddings(X, data.texts), axis=1)]
         cosine = np.sum(X * reference_X, axis=1)
-        f1 = macro_f1(data.labels, labels)
+        f1 = classification_report(data.labels, list(labels)).macro_f1
         reports.append(
             BackendReport(
                 backend=backend,

@@ -5,15 +5,28 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .embed import EMBEDDERS
+from .service_config import ServiceConfig
 
 __all__ = ["register"]
 
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def _default(name: str) -> Any:
+    """A service setting's default, from :class:`~router_ml.service_config.ServiceConfig` (one place for them)."""
+    return ServiceConfig.__dataclass_fields__[name].default
+
+
+def _setting(flag: str, help: str = "", **kwargs: Any) -> Any:
+    """A ``click.option`` for a service setting, with its default taken from ``ServiceConfig``."""
+    name = flag.lstrip("-").replace("-", "_")
+    return click.option(flag, default=_default(name), show_default=True, help=help, **kwargs)
 
 
 def _keys(value: str | None) -> list[str]:
@@ -33,18 +46,15 @@ def _keys(value: str | None) -> list[str]:
     "--api-keys", envvar="ROUTER_ML_API_KEYS", help="Comma-separated bearer tokens for /v1/* [env ROUTER_ML_API_KEYS]."
 )
 @click.option("--admin-key", envvar="ROUTER_ML_ADMIN_KEY", help="Bearer token for /admin/* [env ROUTER_ML_ADMIN_KEY].")
-@click.option("--reload-interval", default=0.0, show_default=True, help="Seconds between checks for a new artifact.")
-@click.option("--max-body-bytes", default=1_000_000, show_default=True)
-@click.option("--max-messages", default=256, show_default=True)
-@click.option("--cache-size", default=4096, show_default=True, help="Decision-cache entries per worker (0: off).")
-@click.option("--max-batch", default=32, show_default=True, help="Micro-batch size bound.")
-@click.option("--max-wait-ms", default=2.0, show_default=True, help="Micro-batch wait bound.")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds per provider call.")
-@click.option("--deadline", default=120.0, show_default=True, help="Seconds per request, fallbacks included.")
-@click.option(
-    "--prompt-storage", type=click.Choice(["full", "hash", "none"]), default="full", show_default=True,
-    help="What the outcome log keeps of each prompt.",
-)  # fmt: skip
+@_setting("--reload-interval", "Seconds between checks for a new artifact.")
+@_setting("--max-body-bytes")
+@_setting("--max-messages")
+@_setting("--cache-size", "Decision-cache entries per worker (0: off).")
+@_setting("--max-batch", "Micro-batch size bound.")
+@_setting("--max-wait-ms", "Micro-batch wait bound.")
+@_setting("--timeout", "Seconds per provider call.")
+@_setting("--deadline", "Seconds per request, fallbacks included.")
+@_setting("--prompt-storage", "What the outcome log keeps of each prompt.", type=click.Choice(["full", "hash", "none"]))
 @click.option("--log-level", default="info", show_default=True)
 def serve(
     model_dir: Path, routes: Path | None, host: str, port: int, workers: int, db: str | None, backend: str | None,
@@ -55,7 +65,7 @@ def serve(
     """Serve the router as an OpenAI-compatible HTTP API (model "router" routes; see the README)."""
     import uvicorn
 
-    from .service import CONFIG_ENV, ServiceConfig
+    from .service import CONFIG_ENV
 
     config = ServiceConfig(
         model=str(model_dir), routes=None if routes is None else str(routes), db=db, backend=backend,

@@ -26,7 +26,6 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -39,6 +38,7 @@ from .batching import MicroBatcher
 from .exceptions import ConfigError, DataError, RouterMLError
 from .outcomes import OutcomeStore, StoreError
 from .route import Decision, Router
+from .service_config import ServiceConfig
 from .service_metrics import CONTENT_TYPE_LATEST, Metrics
 
 __all__ = ["CONFIG_ENV", "ServiceConfig", "app_from_env", "create_app"]
@@ -47,60 +47,6 @@ logger = logging.getLogger(__name__)
 
 CONFIG_ENV = "ROUTER_ML_SERVICE_CONFIG"
 ROUTER_MODELS = ("router", "auto")
-
-
-@dataclass
-class ServiceConfig:
-    """Everything the service reads at start (``router-ml serve`` fills it from its options and environment).
-
-    Attributes:
-        model (str): artifact directory, or a models directory with a ``CURRENT`` pointer.
-        routes (str | None): route table TOML; the artifact's own when ``None``.
-        db (str | None): outcome store, a SQLite path or a ``postgresql://`` URL; ``$ROUTER_ML_DB`` or the
-            default file when ``None``.
-        backend (str | None): embedder backend (``torch``, ``onnx``, ``onnx-int8``); the artifact's when ``None``.
-        fallback_backend (str | None): backend to use, with a warning, if ``backend`` cannot be built.
-        api_keys (list[str]): bearer tokens accepted on ``/v1/*``; empty means no authentication.
-        admin_key (str | None): bearer token for ``/admin/*``; ``None`` disables the admin endpoints.
-        max_body_bytes (int): largest request body. Default 1 MB.
-        max_messages (int): most messages in one request. Default 256.
-        max_batch_inputs (int): most inputs in one ``/v1/route`` batch. Default 256.
-        cache_size (int): decision-cache entries per worker; 0 turns it off.
-        max_batch (int): micro-batch size bound. max_wait_ms (float): micro-batch wait bound.
-        timeout (float): seconds per provider call. deadline (float): seconds per request, fallbacks included.
-        reload_interval (float): seconds between checks for a newly promoted artifact; 0 checks only on
-            ``/admin/reload``.
-        prompt_storage (str): what the outcome log keeps of prompts: ``full``, ``hash`` or ``none``.
-    """
-
-    model: str
-    routes: str | None = None
-    db: str | None = None
-    backend: str | None = None
-    fallback_backend: str | None = None
-    api_keys: list[str] = field(default_factory=list)
-    admin_key: str | None = None
-    max_body_bytes: int = 1_000_000
-    max_messages: int = 256
-    max_batch_inputs: int = 256
-    cache_size: int = 4096
-    max_batch: int = 32
-    max_wait_ms: float = 2.0
-    timeout: float = 60.0
-    deadline: float = 120.0
-    reload_interval: float = 0.0
-    prompt_storage: Literal["full", "hash", "none"] = "full"
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> ServiceConfig:
-        data = json.loads(text)
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown service settings {sorted(unknown)}")
-        return cls(**data)
 
 
 # -- request bodies --------------------------------------------------------------------------------------------

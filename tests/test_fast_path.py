@@ -183,6 +183,10 @@ def test_decision_cache_hits_normalized_text_and_resets_on_reload(small_artifact
     assert not router.route("Write a haiku about rain.").cached
     reloaded = Router.load(small_artifact)
     assert not reloaded.route("Write a haiku about rain.").cached
+    from router_ml.route import DEFAULT_CACHE_SIZE
+    from router_ml.service_config import ServiceConfig
+
+    assert ServiceConfig(model="m").cache_size == DEFAULT_CACHE_SIZE  # the service's default is the router's
     off = Router.load(small_artifact, cache_size=0)
     assert not off.route("hi there").cached and not off.route("hi there").cached
     assert off.cache_info()["maxsize"] == 0 and off.cache_info()["misses"] == 2

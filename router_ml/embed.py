@@ -54,7 +54,7 @@ BUNDLED_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fa
 DEFAULT_MODEL_ALIASES = frozenset({DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"})
 """Names that mean the bundled weights."""
 HEAD_TAIL_SEPARATOR_TOKENS = 3
-PREPROCESSING = "head-tail-v2"
+PREPROCESSING = "head-tail-v3"
 """Version of the text preparation before embedding; part of the embedding cache key."""
 PROGRESS_MIN_TEXTS = 256
 """Inputs at least this long show a progress bar (when asked for)."""
@@ -259,8 +259,10 @@ def head_and_tail(texts: list[str], tokenizer: Any, max_seq_length: int) -> list
 
     The model reads only ``max_seq_length`` tokens, and plain truncation would drop the end of a long prompt,
     which is where an instruction often sits ("<pasted article> Summarize the above."). Half of the budget goes
-    to the head and half to the tail. A text with no more characters than the budget cannot exceed it (every
-    token covers at least one character), so short texts are never tokenized here, and nothing is logged.
+    to the head and half to the tail, cut from the original text at the character offsets of those tokens (no
+    decoding, so case, accents and spacing are kept as written). A text with no more characters than the budget
+    cannot exceed it (every token covers at least one character), so short texts are never tokenized here, and
+    nothing is logged.
 
     Args:
         texts (list[str]): the texts.
@@ -274,10 +276,10 @@ def head_and_tail(texts: list[str], tokenizer: Any, max_seq_length: int) -> list
     encodings = tokenizer.encode_batch([texts[i] for i in long], add_special_tokens=False)
     fitted = list(texts)
     for i, encoding in zip(long, encodings, strict=True):
-        ids = encoding.ids
-        if len(ids) > budget:
-            head = budget // 2
-            fitted[i] = f"{tokenizer.decode(ids[:head])} ... {tokenizer.decode(ids[head - budget :])}"
+        offsets = encoding.offsets
+        if len(offsets) > budget:
+            head, text = budget // 2, texts[i]
+            fitted[i] = f"{text[: offsets[head - 1][1]]} ... {text[offsets[head - budget][0] :]}"
     return fitted
 
 

@@ -89,8 +89,12 @@ def test_long_prompts_keep_head_and_tail_without_warnings(embedder, onnx_export:
     onnx = make_embedder(backend="onnx", export_dir=onnx_export)
     fitted = head_and_tail([long_text, "short"], onnx._splitter, onnx.max_seq_length)
     assert fitted[1] == "short"
-    assert fitted[0].startswith("the quarterly report") and fitted[0].endswith(LONG_TAIL.lower().rstrip(".") + ".")
+    head, tail = fitted[0].split(" ... ")
+    assert long_text.startswith(head) and long_text.endswith(tail) and tail.endswith(LONG_TAIL)  # cut as written
     assert len(onnx._splitter.encode(fitted[0]).ids) <= onnx.max_seq_length
+    accented = "Café crème brûlée à Zürich, naïve façade. " * 60 + LONG_TAIL
+    head, tail = head_and_tail([accented], onnx._splitter, onnx.max_seq_length)[0].split(" ... ")
+    assert accented.startswith(head) and accented.endswith(tail) and "brûlée" in head  # character offsets, not bytes
     caplog.set_level(logging.DEBUG)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -143,13 +147,37 @@ def test_export_failure_is_clear_and_falls_back_only_when_asked(small_artifact: 
         Router.load(path, backend="tpu")
 
 
+# Whitespace of every kind, case that lowers differently in context (final sigma, dotted I), scripts without spaces.
+TRICKY = [
+    "ΟΔΟΣ ΣΟΦΟΣ.Σ\tİstanbul\u00a0ŞİŞLİ",
+    "tabs\tand\nnewlines\r\nand  double  spaces\u2003em-space\u3000ideographic",
+    "def f(x):\n    return x**2  # square_it, x_1 == y_2",
+    "日本語の文章を英語に翻訳してください。😀👍 emoji-wörds straße STRASSE",
+    "   leading and trailing   ",
+    "a b c d e f g",
+]
+
+
 def test_linear_head_equals_scikit_learn(small_result, small_data, embedder) -> None:
     head = small_result.model.head_
-    texts = small_data.texts[:40] + TEXTS
+    texts = small_data.texts[:40] + TEXTS + TRICKY
     X = embedder.encode(texts)
     fast = LinearHead.compile(head)
     assert fast is not None
-    np.testing.assert_allclose(fast.predict_proba(X, texts), head.predict_proba(X, texts), atol=1e-5)
+    expected = head.predict_proba(X, texts)
+    np.testing.assert_allclose(fast.predict_proba(X, texts), expected, atol=1e-5)  # word memos empty
+    np.testing.assert_allclose(fast.predict_proba(X, texts), expected, atol=1e-5)  # every word memoized
+
+
+def test_word_memos_find_exactly_the_analyzers_ngrams(small_result, small_data) -> None:
+    fast = LinearHead.compile(small_result.model.head_)
+    assert fast is not None
+    vectorizers = [v for _, v in small_result.model.head_.vectorizer_.transformer_list]
+    for block, vectorizer in zip(fast.ngrams, vectorizers, strict=True):
+        analyzer, vocabulary = vectorizer.build_analyzer(), vectorizer.vocabulary_
+        for text in [*TRICKY, *TEXTS, *small_data.texts[:20]] * 2:
+            expected = sorted(vocabulary[g] for g in analyzer(text) if g in vocabulary)
+            assert sorted(block.columns(text)) == expected, (vectorizer.analyzer, text[:60])
 
 
 def test_unsupported_heads_are_left_to_scikit_learn(small_data, embedder) -> None:

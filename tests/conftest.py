@@ -23,7 +23,7 @@ from router_ml.routes import bundled_routes_path
 from router_ml.training import TrainConfig, train
 
 DEV_PATH = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev.jsonl"
-PER_LABEL = 30
+PER_LABEL = 50
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,15 +47,14 @@ def embedder() -> SentenceTransformerEmbedder:
 
 @pytest.fixture(scope="session")
 def small_data() -> LabelledPrompts:
-    """The first PER_LABEL prompts of each label from the bundled training split (real, varied text)."""
+    """PER_LABEL prompts of each label from the bundled training split, evenly spaced over it, so they come from
+    every batch file (real, varied text), not only from the files that sort first."""
     data = load_bundled("train")
-    seen: dict[str, int] = {}
     keep = []
-    for i, label in enumerate(data.labels):
-        if seen.get(label, 0) < PER_LABEL:
-            seen[label] = seen.get(label, 0) + 1
-            keep.append(i)
-    return data.subset(keep)
+    for label in sorted(set(data.labels)):
+        rows = [i for i, y in enumerate(data.labels) if y == label]
+        keep += rows[:: len(rows) // PER_LABEL][:PER_LABEL]
+    return data.subset(sorted(keep))
 
 
 @pytest.fixture(scope="session")

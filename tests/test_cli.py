@@ -7,6 +7,8 @@ from click.testing import CliRunner
 
 from router_ml.cli import cli
 
+from .conftest import PER_LABEL
+
 
 @pytest.fixture
 def runner() -> CliRunner:
@@ -24,7 +26,7 @@ def test_train_eval_route_on_a_user_file(runner, small_jsonl, tmp_path):
     out = tmp_path / "router"
     result = runner.invoke(cli, ["train", str(small_jsonl), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "training on 120 prompts" in result.output and (out / "manifest.json").is_file()
+    assert f"training on {4 * PER_LABEL} prompts" in result.output and (out / "manifest.json").is_file()
 
     report_dir = tmp_path / "report"
     result = runner.invoke(
@@ -33,7 +35,7 @@ def test_train_eval_route_on_a_user_file(runner, small_jsonl, tmp_path):
     assert result.exit_code == 0, result.output
     assert "macro-F1" in result.output and "expected calibration error" in result.output and "saved" in result.output
     report = json.loads((report_dir / "report.json").read_text())
-    assert report["report"]["n"] == 120
+    assert report["report"]["n"] == 4 * PER_LABEL
     assert (report_dir / "confusion_matrix.png").is_file() and (report_dir / "reliability.png").is_file()
 
     result = runner.invoke(

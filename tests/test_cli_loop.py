@@ -12,6 +12,8 @@ from router_ml.data import load_bundled, load_file
 from router_ml.routes import load_routes
 from router_ml.stub import StubLLMServer
 
+from .conftest import PER_LABEL
+
 
 @pytest.fixture(scope="module")
 def stub():
@@ -87,7 +89,7 @@ def test_dispatch_feedback_export_retrain(small_artifact, routes_file, stub, tmp
     assert result.exit_code == 0, result.output
     saved = json.loads(report.read_text())
     assert saved["dry_run"] and not saved["promoted"]
-    assert saved["training"]["feedback"] == 2 and saved["training"]["base"] == 120
+    assert saved["training"]["feedback"] == 2 and saved["training"]["base"] == 4 * PER_LABEL
     assert saved["evaluation"]["size"] == 100
     assert "champion" in result.stdout and "challenger" in result.stdout
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from router_ml.exceptions import ConfigError, DataError
@@ -69,9 +70,13 @@ def test_content_parts_are_read(router):
     assert router.route(messages).label == "code"
 
 
-def test_low_confidence_abstains_to_the_default_route(small_artifact, embedder):
-    strict = Router.load(small_artifact, embedder=embedder, threshold=0.999, default_route="simple")
-    decision = strict.route("Compose a sonnet about the first snow of winter.")
+def test_low_confidence_abstains_to_the_default_route(router, small_artifact, embedder):
+    prompt = "Compose a sonnet about the first snow of winter."
+    confident = router.route(prompt)
+    assert confident.label == confident.predicted == "creative" and not confident.abstained
+    just_above = float(np.nextafter(confident.confidence, 1.0))  # the threshold a hair above this confidence
+    strict = Router.load(small_artifact, embedder=embedder, threshold=just_above, default_route="simple")
+    decision = strict.route(prompt)
     assert decision.abstained and decision.label == "simple" and decision.predicted == "creative"
     assert decision.model == strict.routes["simple"].model
 

@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str | None] = {
     "ArtifactError": "exceptions",
     "EmbedderError": "exceptions",
     "NotFittedError": "exceptions",
+    "StoreError": "exceptions",
+    "DispatchError": "exceptions",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

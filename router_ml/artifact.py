@@ -33,7 +33,7 @@ import joblib
 from packaging.version import InvalidVersion, Version
 
 from .data import LabelledPrompts
-from .embed import Embedder, make_embedder
+from .embed import BACKENDS, PRECISION, Embedder, make_embedder
 from .exceptions import ArtifactError, EmbedderError
 from .model import EmbeddingClassifier, RouterModel
 
@@ -41,7 +41,6 @@ __all__ = [
     "CURRENT",
     "MACRO_F1_TOLERANCE",
     "MANIFEST",
-    "PRECISION",
     "SCHEMA_VERSION",
     "Artifact",
     "LibraryVersionWarning",
@@ -70,10 +69,6 @@ _LIBRARIES = (
     "transformers",
     "onnxruntime",
 )
-
-PRECISION = {"torch": "float32", "onnx": "float32", "onnx-int8": "int8"}
-"""Numeric family of each embedder backend. Backends of one family give the same embeddings (ONNX float matches
-torch to ~1e-7, tested), so an artifact moves freely between them; across families it needs a measurement."""
 
 MACRO_F1_TOLERANCE = 0.01
 """Largest macro-F1 drop (measured by :func:`router_ml.backend_check.measure_backends`) accepted for a backend of
@@ -167,7 +162,8 @@ def _json_default(value: Any) -> Any:
 
 
 def resolve(path: str | Path) -> Path:
-    """An artifact directory, following a models directory's ``CURRENT`` pointer (see :mod:`router_ml.retrain`)."""
+    """An artifact directory, following a models directory's ``CURRENT`` pointer (see
+    :mod:`router_ml.online.retrain`)."""
     path = Path(path)
     pointer = path / CURRENT
     if not pointer.is_file():
@@ -253,10 +249,11 @@ def _record_export(path: Path, manifest: dict[str, Any], embedder: Embedder) -> 
 
 
 def _backend_embedder(path: Path, name: str, backend: str, fallback_backend: str | None) -> Embedder:
-    kwargs = {"export_dir": export_dir(path)} if backend.startswith("onnx") else {}
+    runs_export = backend in BACKENDS and BACKENDS[backend].graph_file is not None
+    kwargs = {"export_dir": export_dir(path)} if runs_export else {}
     try:
         embedder = make_embedder(name, backend, **kwargs)
-        if backend.startswith("onnx"):
+        if runs_export:
             embedder.warm_up()  # export (at first use) and load the graph now, so failures surface here
         return embedder
     except EmbedderError as exc:

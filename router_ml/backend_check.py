@@ -18,7 +18,7 @@ import numpy as np
 from .artifact import MACRO_F1_TOLERANCE, export_dir, read_manifest, resolve, write_manifest
 from .artifact import load as load_artifact
 from .data import LabelledPrompts
-from .embed import embed_texts, make_embedder
+from .embed import ONNX_BACKENDS, embed_texts, make_embedder
 from .metrics import classification_report
 
 __all__ = ["BackendReport", "measure_backends"]
@@ -56,7 +56,7 @@ class BackendReport:
 
 
 def measure_backends(
-    path: str | Path, data: LabelledPrompts, backends: Sequence[str] = ("onnx", "onnx-int8"), *, dataset: str = ""
+    path: str | Path, data: LabelledPrompts, backends: Sequence[str] = ONNX_BACKENDS, *, dataset: str = ""
 ) -> list[BackendReport]:
     """Export the router's embedder to each backend, score it on ``data`` against the trained backend, and record
     the reports in the manifest (``backends``), which lets :func:`router_ml.artifact.load` accept them.
@@ -73,7 +73,7 @@ def measure_backends(
     reference_f1 = classification_report(data.labels, list(reference_labels)).macro_f1
     reports = []
     for backend in backends:
-        kwargs = {"export_dir": export_dir(path)} if backend.startswith("onnx") else {}
+        kwargs = {"export_dir": export_dir(path)} if backend in ONNX_BACKENDS else {}
         embedder = make_embedder(model.embedder.name, backend, **kwargs)
         started = time.perf_counter()
         X = embedder.encode(data.texts, batch_size=32, show_progress=True)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .online.outcome import Outcome
+
 __all__ = [
     "ArtifactError",
     "ConfigError",
     "DataError",
+    "DispatchError",
     "EmbedderError",
     "NotFittedError",
     "RouterMLError",
+    "StoreError",
 ]
 
 
@@ -34,3 +41,15 @@ class ArtifactError(RouterMLError, ValueError):
 
 class NotFittedError(RouterMLError, ValueError, AttributeError):
     """A model was used before ``fit`` (mirrors :class:`sklearn.exceptions.NotFittedError`)."""
+
+
+class StoreError(RouterMLError, RuntimeError):
+    """The outcome store cannot be opened or written, or a request id is unknown."""
+
+
+class DispatchError(RouterMLError, RuntimeError):
+    """No model could answer; ``outcome`` holds every attempt and its reason (it is logged too)."""
+
+    def __init__(self, message: str, outcome: Outcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome

@@ -321,7 +321,7 @@ def measure_accuracy(model: Path, backends: Sequence[str]) -> list[Any]:
     from router_ml.artifact import export_dir, read_manifest
     from router_ml.backend_check import measure_backends
     from router_ml.data import load_bundled
-    from router_ml.embed_onnx import export_onnx
+    from router_ml.embed.onnx_export import export_onnx
 
     name = read_manifest(model)["embedder"]["name"]
     folder = export_dir(model)

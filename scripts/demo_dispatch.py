@@ -31,7 +31,7 @@ PROMPTS = [
 def stub_routes(table, stub):  # type: ignore[no-untyped-def]
     """The bundled route table served by the stub, plus a route whose primary is down, to show a fallback."""
     from router_ml.routes import RouteTable
-    from router_ml.stub import stub_route_table
+    from router_ml.testing.stub import stub_route_table
 
     data = stub_route_table(table, stub, "ROUTER_ML_DEMO_KEY").to_dict()
     data["routes"]["demo-fallback"] = {"model": "openai/fail-primary", "fallbacks": [table["reasoning"].model]}
@@ -50,11 +50,12 @@ def main() -> None:
 
     from router_ml import artifact
     from router_ml.data import load_bundled
-    from router_ml.dispatch import Dispatcher, DispatchError
-    from router_ml.outcomes import OutcomeStore
+    from router_ml.exceptions import DispatchError
+    from router_ml.online.dispatch import Dispatcher
+    from router_ml.online.store import OutcomeStore
     from router_ml.route import Router
     from router_ml.routes import load_routes
-    from router_ml.stub import StubLLMServer
+    from router_ml.testing.stub import StubLLMServer
     from router_ml.training import TrainConfig, train
 
     if not (artifact.resolve(args.model) / artifact.MANIFEST).is_file():

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from router_ml.dispatch import Dispatcher, DispatchError
-from router_ml.exceptions import ConfigError, DataError
-from router_ml.outcomes import OutcomeStore, StoreError
+from router_ml.exceptions import ConfigError, DataError, DispatchError, StoreError
+from router_ml.online.dispatch import Dispatcher
+from router_ml.online.store import OutcomeStore
 from router_ml.route import Router
 from router_ml.routes import RouteTable
-from router_ml.stub import StubLLMServer
+from router_ml.testing.stub import StubLLMServer
 
 MODEL_TIMEOUT = 1.0
 
@@ -95,10 +95,10 @@ def test_success_routes_calls_and_logs(dispatcher, store):
     assert o.prompt_tokens > 0 and o.completion_tokens == 12
     assert o.cost_usd == pytest.approx((o.prompt_tokens * 3.0 + 12 * 15.0) / 1e6)
     row = store.get(result.request_id)
-    assert row["label"] == "code" and row["model"] == "openai/ok-code" and row["status"] == "ok"
-    assert row["router_version"] == dispatcher.router.version
-    assert row["routing_ms"] > 0 and row["provider_ms"] > 0
-    assert set(row["probabilities"]) == {"code", "creative", "reasoning", "simple"}
+    assert row.label == "code" and row.model == "openai/ok-code" and row.status == "ok"
+    assert row.router_version == dispatcher.router.version
+    assert row.routing_ms > 0 and row.provider_ms > 0
+    assert set(row.probabilities) == {"code", "creative", "reasoning", "simple"}
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ def test_failures_fall_back_with_the_reason_kept(dispatcher, store, route, error
     assert second.model == "openai/ok-backup" and second.status == "ok"
     if route == "ttimeout":
         assert first.latency_ms < (MODEL_TIMEOUT + 1.5) * 1000
-    assert store.get(result.request_id)["attempts"][0]["error"] == error
+    assert store.get(result.request_id).attempts[0].error == error
 
 
 def test_cooldown_skips_a_failing_model(dispatcher, stub):
@@ -142,7 +142,7 @@ def test_deadline_holds(router, table, store):
         asyncio.run(dispatcher.acomplete("hi", route="tdeadline"))
     assert time.perf_counter() - started < 2.5
     assert info.value.outcome.status == "deadline"
-    assert store.get(info.value.outcome.request_id)["status"] == "deadline"
+    assert store.get(info.value.outcome.request_id).status == "deadline"
 
 
 def test_everything_failing_is_a_clear_logged_error(dispatcher, store):
@@ -151,7 +151,7 @@ def test_everything_failing_is_a_clear_logged_error(dispatcher, store):
     message = str(info.value)
     assert "openai/fail-x: InternalServerError" in message and "openai/malformed-x: InternalServerError" in message
     row = store.get(info.value.outcome.request_id)
-    assert row["status"] == "error" and row["model"] is None and len(row["attempts"]) == 2
+    assert row.status == "error" and row.model is None and len(row.attempts) == 2
 
 
 def test_context_window_skips_a_model_that_cannot_fit(dispatcher):
@@ -169,7 +169,7 @@ def test_forcing_and_decision_only(dispatcher, store, stub):
     decided = dispatcher.complete("Write a haiku about snow.", decision_only=True)
     assert decided.decision.label == "creative" and decided.response is None
     assert len(stub.requests) == calls
-    assert store.get(decided.request_id)["status"] == "decision_only"
+    assert store.get(decided.request_id).status == "decision_only"
     forced = dispatcher.complete("Write a haiku about snow.", model="openai/ok-reasoning")
     assert forced.outcome.model == "openai/ok-reasoning" and forced.decision is None
     assert forced.outcome.forced == "model:openai/ok-reasoning"
@@ -184,13 +184,13 @@ def test_streaming_passes_through_and_logs_at_the_end(dispatcher, store):
     result, text = asyncio.run(consume())
     assert text == "stub answer to: Why is the sky blue?"
     row = store.get(result.request_id)
-    assert row["stream"] and row["status"] == "ok" and row["completion_tokens"] > 0
+    assert row.stream and row.status == "ok" and row.completion_tokens > 0
 
     sync = dispatcher.complete("Why is the sky blue?", stream=True)
     stream = sync.stream
     next(stream)
     stream.close()  # the client goes away after the first chunk
-    assert store.get(sync.request_id)["status"] == "stream_cancelled"
+    assert store.get(sync.request_id).status == "stream_cancelled"
 
 
 def test_a_stream_that_breaks_is_logged_as_such(dispatcher, store):
@@ -205,7 +205,7 @@ def test_a_stream_that_breaks_is_logged_as_such(dispatcher, store):
     result, received = asyncio.run(consume())
     assert len(received) >= 1
     row = store.get(result.request_id)
-    assert row["status"] == "stream_error" and row["error"] and row["model"] == "openai/broken-stream"
+    assert row.status == "stream_error" and row.error and row.model == "openai/broken-stream"
 
 
 def test_nothing_lost_under_1000_concurrent_requests_with_faults(router, table, tmp_path, stub):
@@ -233,14 +233,14 @@ def test_nothing_lost_under_1000_concurrent_requests_with_faults(router, table, 
         assert len(answered) == 900 and len(errors) == 100
         assert all(isinstance(e, DispatchError) and "every model failed" in str(e) for e in errors)
         rows = store.outcomes()
-    assert len(rows) == 1000 and len({r["request_id"] for r in rows}) == 1000
-    ok = [r for r in rows if r["status"] == "ok"]
-    assert len(ok) == 900 and all(r["model"] and r["attempts"][-1]["status"] == "ok" for r in ok)
-    fell_back = [r for r in ok if r["model"] == "openai/ok-load"]
+    assert len(rows) == 1000 and len({r.request_id for r in rows}) == 1000
+    ok = [r for r in rows if r.status == "ok"]
+    assert len(ok) == 900 and all(r.model and r.attempts[-1].status == "ok" for r in ok)
+    fell_back = [r for r in ok if r.model == "openai/ok-load"]
     assert 100 < len(fell_back) < 280  # ~20 % of 900 primary calls failed and fell back
-    assert all(r["attempts"][0]["error"] == "InternalServerError" for r in fell_back)
-    failed = [r for r in rows if r["status"] == "error"]
-    assert len(failed) == 100 and all(r["error"] and r["model"] is None for r in failed)
+    assert all(r.attempts[0].error == "InternalServerError" for r in fell_back)
+    failed = [r for r in rows if r.status == "error"]
+    assert len(failed) == 100 and all(r.error and r.model is None for r in failed)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from router_ml import embed
+from router_ml.embed import sentence_transformer
 from router_ml.embed import BUNDLED_MODEL_SHA256, SentenceTransformerEmbedder, file_sha256, make_embedder
 from router_ml.exceptions import EmbedderError
 
@@ -50,7 +51,7 @@ def test_tampered_bundled_weights_are_refused(tmp_path, monkeypatch):
     with (copy / "model.safetensors").open("r+b") as handle:
         handle.seek(-4, 2)
         handle.write(b"\x00\x01\x02\x03")
-    monkeypatch.setattr(embed, "bundled_model_path", lambda: copy)
+    monkeypatch.setattr(sentence_transformer, "bundled_model_path", lambda: copy)
     with pytest.raises(EmbedderError, match="expected the published 53aa5117"):
         _ = SentenceTransformerEmbedder().model
 

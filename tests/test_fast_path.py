@@ -15,13 +15,13 @@ import pytest
 
 from router_ml import artifact
 from router_ml.backend_check import measure_backends
-from router_ml.batching import MicroBatcher
-from router_ml.embed import head_and_tail, make_embedder
-from router_ml.embed_onnx import EXPORT_META, GRAPH_FILES, export_onnx
+from router_ml.embed import GRAPH_FILES, head_and_tail, make_embedder
+from router_ml.embed.onnx_export import EXPORT_META, export_onnx
 from router_ml.exceptions import ArtifactError, DataError, EmbedderError
 from router_ml.fast_head import LinearHead
 from router_ml.model import EmbeddingClassifier
 from router_ml.route import Router
+from router_ml.serving.batching import MicroBatcher
 
 LONG_TAIL = "Now translate only the last sentence above into French."
 TEXTS = [
@@ -212,7 +212,7 @@ def test_decision_cache_hits_normalized_text_and_resets_on_reload(small_artifact
     reloaded = Router.load(small_artifact)
     assert not reloaded.route("Write a haiku about rain.").cached
     from router_ml.route import DEFAULT_CACHE_SIZE
-    from router_ml.service_config import ServiceConfig
+    from router_ml.serving.settings import ServiceConfig
 
     assert ServiceConfig(model="m").cache_size == DEFAULT_CACHE_SIZE  # the service's default is the router's
     off = Router.load(small_artifact, cache_size=0)

@@ -11,9 +11,10 @@ import time
 import pytest
 
 from router_ml.data import load_file
-from router_ml.exceptions import ConfigError, DataError
-from router_ml.outcome_db import mask_url, resolve_target
-from router_ml.outcomes import Attempt, Outcome, OutcomeStore, StoreError
+from router_ml.exceptions import ConfigError, DataError, StoreError
+from router_ml.online.db import mask_url, resolve_target
+from router_ml.online.outcome import Attempt, Feedback, Outcome
+from router_ml.online.store import OutcomeStore
 
 
 def make(i: int, label: str = "code", status: str = "ok", text: str | None = None) -> Outcome:
@@ -48,7 +49,7 @@ def test_location_from_environment(store_db, monkeypatch):
     with OutcomeStore() as store:
         store.record(make(1))
     with OutcomeStore(store_db()) as store:
-        assert store.get("req-1")["label"] == "code"
+        assert store.get("req-1").label == "code"
 
 
 def test_sqlite_urls_and_unknown_schemes(tmp_path, monkeypatch):
@@ -79,7 +80,7 @@ def test_a_request_id_is_logged_once(store_db):
         store.record(make(1, label="simple"))  # a replayed id neither fails the batch nor overwrites the first
         store.record(make(2))
         assert store.count() == 2
-        assert store.get("req-1")["label"] == "code"
+        assert store.get("req-1").label == "code"
 
 
 def test_a_refused_row_costs_only_itself(tmp_path):
@@ -94,13 +95,13 @@ def test_a_refused_row_costs_only_itself(tmp_path):
             store.flush()
         store.record(make(3))  # the writer carries on
         store.flush()
-        assert sorted(r["request_id"] for r in store.outcomes()) == ["req-0", "req-2", "req-3"]
+        assert sorted(r.request_id for r in store.outcomes()) == ["req-0", "req-2", "req-3"]
 
 
 def test_nul_characters_in_text(store_db):
     with OutcomeStore(store_db()) as store:
         store.record(make(1, text="before\x00after"))
-        stored = store.get("req-1")["prompt_text"]
+        stored = store.get("req-1").prompt_text
     assert stored in ("before\x00after", "before\ufffdafter")  # PostgreSQL text cannot hold NUL: U+FFFD instead
 
 
@@ -125,18 +126,17 @@ def test_prompt_storage_modes(store_db, mode):
         store.record(make(1, text="secret customer prompt"))
         row = store.get("req-1")
     expected_hash = hashlib.sha256(b"secret customer prompt").hexdigest()
-    assert row["prompt_text"] == ("secret customer prompt" if mode == "full" else None)
-    assert row["prompt_hash"] == (None if mode == "none" else expected_hash)
+    assert row.prompt_text == ("secret customer prompt" if mode == "full" else None)
+    assert row.prompt_hash == (None if mode == "none" else expected_hash)
 
 
 def test_feedback_and_unknown_ids(store_db):
     with OutcomeStore(store_db()) as store:
         store.record(make(1))
         store.add_feedback("req-1", label="simple", score="down", comment="should have been cheap")
-        assert store.get("req-1")["feedback"][0] == {
-            "request_id": "req-1", "created_at": pytest.approx(time.time(), abs=5), "label": "simple",
-            "score": 0.0, "comment": "should have been cheap",
-        }  # fmt: skip
+        assert store.feedback("req-1") == [
+            Feedback("req-1", pytest.approx(time.time(), abs=5), "simple", 0.0, "should have been cheap")
+        ]
         with pytest.raises(StoreError, match="unknown request id 'nope'"):
             store.add_feedback("nope", score=1)
         with pytest.raises(DataError, match=r"score must be in \[0, 1\]"):

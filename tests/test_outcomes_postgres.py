@@ -21,14 +21,17 @@ import pytest
 from click.testing import CliRunner
 
 from router_ml.cli import cli
-from router_ml.outcomes import Outcome, OutcomeStore, StoreError
+from router_ml.exceptions import StoreError
+from router_ml.online.outcome import Outcome
+from router_ml.online.store import OutcomeStore
 from tests.test_outcomes import make
 
 MIGRATIONS = ["m001_outcomes", "m002_feedback"]
 
 REPLICA = """
 import sys, time
-from router_ml.outcomes import Outcome, OutcomeStore
+from router_ml.online.outcome import Outcome
+from router_ml.online.store import OutcomeStore
 url, replica, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 print("ready", flush=True)
 sys.stdin.readline()  # all replicas open the store at once: their migrations race
@@ -61,7 +64,7 @@ def test_tables_and_migrations_on_the_server(pg_schema):
         exact.started_at = 1_750_000_000.123456  # DOUBLE PRECISION keeps microseconds (PostgreSQL's REAL would not)
         store.record(exact)
         store.add_feedback("req-1", score="up")
-        assert store.get("req-1")["started_at"] == 1_750_000_000.123456
+        assert store.get("req-1").started_at == 1_750_000_000.123456
     assert [r[0] for r in query(url, "SELECT name FROM _migrations ORDER BY name")] == MIGRATIONS
     columns = "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema()"
     types = dict(query(url, f"{columns} AND table_name = 'feedback'"))
@@ -191,7 +194,7 @@ def test_replicas_see_each_others_outcomes(pg_schema):
         b.record(Outcome(request_id="req-2", started_at=now, finished_at=now, prompt_text="private"))
         a.flush()
         b.flush()
-        assert {r["request_id"] for r in a.outcomes()} == {"req-1", "req-2"}
+        assert {r.request_id for r in a.outcomes()} == {"req-1", "req-2"}
         b.add_feedback("req-1", label="simple")
-        assert a.get("req-1")["feedback"][0]["label"] == "simple"
-        assert a.get("req-2")["prompt_text"] is None and a.get("req-2")["prompt_hash"]
+        assert a.feedback("req-1")[0].label == "simple"
+        assert a.get("req-2").prompt_text is None and a.get("req-2").prompt_hash

@@ -8,10 +8,10 @@ import pytest
 
 from router_ml import artifact
 from router_ml.data import load_bundled, load_file
-from router_ml.dispatch import Dispatcher
-from router_ml.drift import drift_report
-from router_ml.outcomes import OutcomeStore
-from router_ml.retrain import retrain
+from router_ml.online.dispatch import Dispatcher
+from router_ml.online.drift import drift_report
+from router_ml.online.retrain import retrain
+from router_ml.online.store import OutcomeStore
 from router_ml.route import Router
 from router_ml.training import TrainConfig
 

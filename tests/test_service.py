@@ -18,10 +18,11 @@ import openai
 import pytest
 import uvicorn
 
-from router_ml.outcomes import OutcomeStore
+from router_ml.online.store import OutcomeStore
 from router_ml.routes import load_routes
-from router_ml.service import ServiceConfig, create_app
-from router_ml.stub import StubLLMServer, stub_route_table
+from router_ml.serving.app import create_app
+from router_ml.serving.settings import ServiceConfig
+from router_ml.testing.stub import StubLLMServer, stub_route_table
 
 API_KEY = "test-key-123"
 ADMIN_KEY = "admin-key-456"
@@ -140,7 +141,7 @@ def test_openai_client_routes_and_gets_decision_headers(client, service) -> None
     assert model == completion.model or completion.model.endswith(model.split("/", 1)[1])
     with _store(service) as store:
         row = store.get(request_id)
-    assert row["label"] == route and row["model"] == model and row["status"] == "ok"
+    assert row.label == route and row.model == model and row.status == "ok"
 
 
 def test_openai_client_streams(client, service) -> None:
@@ -162,7 +163,7 @@ def test_openai_client_streams(client, service) -> None:
     time.sleep(0.2)
     with _store(service) as store:
         row = store.get(request_id)
-    assert row["stream"] and row["status"] == "ok"
+    assert row.stream and row.status == "ok"
 
 
 def test_concrete_model_passes_through_and_unknown_model_is_404(client, routes_file) -> None:
@@ -195,7 +196,7 @@ def test_feedback_and_models(http, service) -> None:
     ok = http.post("/v1/feedback", json={"request_id": request_id, "label": "simple", "score": "up", "comment": "good"})
     assert ok.status_code == 200 and ok.json()["recorded"] is True
     with _store(service) as store:
-        assert store.feedback(request_id)[0]["label"] == "simple"
+        assert store.feedback(request_id)[0].label == "simple"
     missing = http.post("/v1/feedback", json={"request_id": "nope", "label": "simple"})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_request_id"
     ids = [m["id"] for m in http.get("/v1/models").json()["data"]]

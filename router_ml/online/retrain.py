@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import artifact
-from .data import LabelledPrompts
-from .evaluation import evaluate
-from .exceptions import DataError
-from .routes import load_routes
-from .training import TrainConfig, train
+from .. import artifact
+from ..data import LabelledPrompts
+from ..evaluation import evaluate
+from ..exceptions import DataError
+from ..routes import load_routes
+from ..training import TrainConfig, train
 
 __all__ = ["METRICS", "RetrainReport", "promote", "retrain"]
 
@@ -57,6 +57,8 @@ class RetrainReport:
     tolerance: float
     champion_score: float
     challenger_score: float
+    no_worse: bool
+    """The verdict: the challenger's score is within ``tolerance`` of the champion's or better."""
     promoted: bool
     reason: str
     challenger: str | None
@@ -86,9 +88,7 @@ class RetrainReport:
         rows += [(f"F1 {label}", c["per_class"][label]["f1"], h["per_class"][label]["f1"]) for label in c["labels"]]
         lines += [f"{name:<22}{a:>10.3f}{b:>12.3f}{b - a:>+9.3f}" for name, a, b in rows]
         verdict = (
-            "PROMOTED"
-            if self.promoted
-            else ("would promote (dry run)" if self.dry_run and "no worse" in self.reason else "NOT promoted")
+            "PROMOTED" if self.promoted else ("would promote (dry run)" if self.no_worse else "NOT promoted")
         )
         lines += ["", f"{verdict}: {self.reason}"]
         if self.challenger:
@@ -179,6 +179,7 @@ def retrain(
         tolerance=tolerance,
         champion_score=champ_score,
         challenger_score=chall_score,
+        no_worse=no_worse,
         promoted=False,
         reason=reason,
         challenger=None,

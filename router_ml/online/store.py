@@ -3,9 +3,9 @@
 Storage is a SQLite file in WAL mode (the default), or PostgreSQL when several replicas share one log. The
 location comes from the ``path`` argument, else ``$ROUTER_ML_DB``, else ``~/.local/share/router-ml/outcomes.db``;
 either may be a file path, ``sqlite:///path`` or ``postgresql://user:password@host:port/db``
-(:mod:`router_ml.outcome_db` resolves it and hides the SQL dialects). The schema is built by migrations
-registered with :func:`migration`, the same for both back-ends, applied once each, in order, under a lock that
-keeps concurrent starts out of each other's way, and recorded by name in ``_migrations``.
+(:mod:`router_ml.online.db` resolves it and hides the SQL dialects). The schema is built by migrations
+registered in :mod:`router_ml.online.schema`, the same for both back-ends, applied once each, in order, under a
+lock that keeps concurrent starts out of each other's way, and recorded by name in ``_migrations``.
 
 Writes never block the request path: :meth:`OutcomeStore.record` puts the outcome on a queue and a writer thread
 commits batches in single transactions, retrying (and reconnecting) on transient errors. :meth:`OutcomeStore.flush`
@@ -15,182 +15,28 @@ lost when many requests finish at once. A request id is logged once: writing the
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
+from ..exceptions import ConfigError, DataError, StoreError
+from .db import Database, resolve_target
+from .outcome import PROMPT_STORAGE, Feedback, Outcome, PromptStorage, parse_score
+from .schema import INSERT, MIGRATIONS, from_row, to_row
+from .summary import summarize
 
-from .exceptions import ConfigError, DataError
-from .outcome_db import Database, StoreError, default_db, resolve_target
-
-__all__ = [
-    "PROMPT_STORAGE",
-    "Attempt",
-    "Outcome",
-    "OutcomeStore",
-    "StoreError",
-    "default_db",
-    "migration",
-]
+__all__ = ["OutcomeStore"]
 
 logger = logging.getLogger(__name__)
 
-PROMPT_STORAGE = ("full", "hash", "none")
-PromptStorage = Literal["full", "hash", "none"]
-
-
-@dataclass
-class Attempt:
-    """One model tried for a request: answered, failed (``error`` is the exception class) or skipped."""
-
-    model: str
-    status: Literal["ok", "error", "skipped"]
-    error: str | None = None
-    reason: str | None = None
-    latency_ms: float = 0.0
-
-
-@dataclass
-class Outcome:
-    """Everything that happened to one request."""
-
-    request_id: str
-    started_at: float
-    finished_at: float = 0.0
-    status: str = "ok"
-    router_version: str | None = None
-    label: str | None = None
-    predicted: str | None = None
-    confidence: float | None = None
-    probabilities: dict[str, float] = field(default_factory=dict)
-    abstained: bool = False
-    forced: str | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    model: str | None = None
-    routing_ms: float = 0.0
-    provider_ms: float = 0.0
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    cost_usd: float | None = None
-    error: str | None = None
-    stream: bool = False
-    prompt_text: str | None = None
-
-
-Migration = Callable[[Database], None]
-_MIGRATIONS: list[tuple[str, Migration]] = []
-
-
-def migration(func: Migration) -> Migration:
-    """Register a schema migration; migrations run once each, in registration order.
-
-    Write the SQL in SQLite's spelling (``?``, ``REAL``, ``INTEGER PRIMARY KEY AUTOINCREMENT``) and run it with
-    ``db.execute``: :class:`~router_ml.outcome_db.Database` translates it for PostgreSQL.
-    """
-    _MIGRATIONS.append((func.__name__, func))
-    return func
-
-
-@migration
-def m001_outcomes(db: Database) -> None:
-    db.execute(
-        """CREATE TABLE outcomes (
-            request_id TEXT PRIMARY KEY,
-            started_at REAL NOT NULL,
-            finished_at REAL NOT NULL,
-            status TEXT NOT NULL,
-            router_version TEXT,
-            label TEXT,
-            predicted TEXT,
-            confidence REAL,
-            probabilities TEXT NOT NULL,
-            abstained INTEGER NOT NULL,
-            forced TEXT,
-            attempts TEXT NOT NULL,
-            model TEXT,
-            routing_ms REAL NOT NULL,
-            provider_ms REAL NOT NULL,
-            prompt_tokens INTEGER,
-            completion_tokens INTEGER,
-            cost_usd REAL,
-            error TEXT,
-            stream INTEGER NOT NULL,
-            prompt_text TEXT,
-            prompt_hash TEXT
-        )"""
-    )
-    db.execute("CREATE INDEX outcomes_started_at ON outcomes (started_at)")
-
-
-@migration
-def m002_feedback(db: Database) -> None:
-    db.execute(
-        """CREATE TABLE feedback (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            request_id TEXT NOT NULL REFERENCES outcomes (request_id),
-            created_at REAL NOT NULL,
-            label TEXT,
-            score REAL,
-            comment TEXT
-        )"""
-    )
-    db.execute("CREATE INDEX feedback_request_id ON feedback (request_id)")
-
-
-_COLUMNS = [
-    "request_id",
-    "started_at",
-    "finished_at",
-    "status",
-    "router_version",
-    "label",
-    "predicted",
-    "confidence",
-    "probabilities",
-    "abstained",
-    "forced",
-    "attempts",
-    "model",
-    "routing_ms",
-    "provider_ms",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "error",
-    "stream",
-    "prompt_text",
-    "prompt_hash",
-]
-_INSERT = (
-    f"INSERT INTO outcomes ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-    "ON CONFLICT (request_id) DO NOTHING"
-)
 _WRITE_ATTEMPTS = 8  # about 5 s of retries: a busy SQLite file or a restarting PostgreSQL
-
-
-def parse_score(score: float | str | None) -> float | None:
-    """A feedback score in [0, 1]; ``"up"``/``"down"`` (or 👍/👎) read as 1 and 0."""
-    if score is None:
-        return None
-    words = {"up": 1.0, "down": 0.0, "👍": 1.0, "👎": 0.0, "good": 1.0, "bad": 0.0}
-    if isinstance(score, str):
-        if score.strip().lower() in words:
-            return words[score.strip().lower()]
-        try:
-            score = float(score)
-        except ValueError:
-            raise DataError(f"score must be a number in [0, 1] or up/down, got {score!r}") from None
-    if not 0.0 <= float(score) <= 1.0:
-        raise DataError(f"score must be in [0, 1] (or up/down), got {score}")
-    return float(score)
 
 
 class OutcomeStore:
@@ -232,7 +78,7 @@ class OutcomeStore:
             with db.transaction(exclusive=True):
                 db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
             done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
-            for name, func in _MIGRATIONS:
+            for name, func in MIGRATIONS:
                 if name in done:
                     continue
                 with db.transaction(exclusive=True):
@@ -264,20 +110,13 @@ class OutcomeStore:
         self._queue.put(outcome)
 
     def _row(self, o: Outcome) -> tuple[Any, ...]:
+        """The row to write: the prompt kept as ``prompt_storage`` says (its text, its SHA-256, or nothing)."""
         text = o.prompt_text
         digest = (
             hashlib.sha256(text.encode()).hexdigest() if text is not None and self.prompt_storage != "none" else None
         )
-        values = asdict(o)
-        values.update(
-            probabilities=json.dumps(o.probabilities),
-            attempts=json.dumps([asdict(a) for a in o.attempts]),
-            abstained=int(o.abstained),
-            stream=int(o.stream),
-            prompt_text=text if self.prompt_storage == "full" else None,
-            prompt_hash=digest,
-        )
-        return tuple(values[c] for c in _COLUMNS)
+        kept = dataclasses.replace(o, prompt_text=text if self.prompt_storage == "full" else None, prompt_hash=digest)
+        return to_row(kept)
 
     def _write_loop(self) -> None:
         """Commit queued outcomes in batches of up to 500 until the ``None`` that :meth:`close` queues."""
@@ -321,7 +160,7 @@ class OutcomeStore:
         for attempt in range(_WRITE_ATTEMPTS):
             try:
                 with self._write.transaction():
-                    self._write.executemany(_INSERT, rows)
+                    self._write.executemany(INSERT, rows)
                 return
             except (*self._write.retryable, StoreError) as exc:
                 if attempt + 1 == _WRITE_ATTEMPTS:
@@ -382,45 +221,36 @@ class OutcomeStore:
             )
 
     # -- reading -----------------------------------------------------------------------------------------------
-    def _select(self, where: str, args: tuple[Any, ...], tail: str = "") -> list[dict[str, Any]]:
-        """Rows of ``outcomes`` matching ``where``, with the JSON and boolean columns decoded."""
+    def _select(self, where: str, args: tuple[Any, ...], tail: str = "") -> list[Outcome]:
+        """Outcomes whose rows match ``where``."""
         self.flush()
         with self._read_lock:
             cursor = self._read.execute(f"SELECT * FROM outcomes WHERE {where} {tail}", args)
             names = [d[0] for d in cursor.description]
-            rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-        for row in rows:
-            row["probabilities"] = json.loads(row["probabilities"])
-            row["attempts"] = json.loads(row["attempts"])
-            row["abstained"] = bool(row["abstained"])
-            row["stream"] = bool(row["stream"])
-        return rows
+            return [from_row(names, r) for r in cursor.fetchall()]
 
-    def outcomes(self, since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def outcomes(self, since: float | None = None, limit: int | None = None) -> list[Outcome]:
         """Logged outcomes started at or after ``since`` (epoch seconds), newest first."""
         tail = "ORDER BY started_at DESC" + (" LIMIT ?" if limit is not None else "")
         args: tuple[Any, ...] = (since or 0.0,) + ((limit,) if limit is not None else ())
         return self._select("started_at >= ?", args, tail)
 
-    def get(self, request_id: str) -> dict[str, Any]:
-        """One outcome with its feedback list."""
+    def get(self, request_id: str) -> Outcome:
+        """One logged outcome (its feedback: :meth:`feedback`)."""
         rows = self._select("request_id = ?", (request_id,))
         if not rows:
             raise StoreError(f"unknown request id {request_id!r} in {self.location}")
-        rows[0]["feedback"] = self.feedback(request_id)
         return rows[0]
 
-    def feedback(self, request_id: str | None = None) -> list[dict[str, Any]]:
-        """Feedback rows (for one request, or all), oldest first."""
+    def feedback(self, request_id: str | None = None) -> list[Feedback]:
+        """Feedback (for one request, or all), oldest first."""
         sql = "SELECT request_id, created_at, label, score, comment FROM feedback"
         args: tuple[Any, ...] = ()
         if request_id is not None:
             sql += " WHERE request_id = ?"
             args = (request_id,)
         with self._read_lock:
-            cursor = self._read.execute(sql + " ORDER BY id", args)
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+            return [Feedback(*row) for row in self._read.execute(sql + " ORDER BY id", args).fetchall()]
 
     def count(self) -> int:
         """Number of logged outcomes."""
@@ -429,36 +259,8 @@ class OutcomeStore:
             return int(self._read.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0])
 
     def summary(self, since: float | None = None) -> dict[str, Any]:
-        """Requests, per-route share, error and fallback rates, cost and latency percentiles since ``since``."""
-        rows = self.outcomes(since)
-        n = len(rows)
-        if n == 0:
-            return {"requests": 0}
-        routes: dict[str, int] = {}
-        for r in rows:
-            routes[r["label"] or "-"] = routes.get(r["label"] or "-", 0) + 1
-        called = [r for r in rows if r["status"] != "decision_only"]
-        fallback = [r for r in called if any(a["status"] != "ok" for a in r["attempts"]) and r["status"] == "ok"]
-        routing = np.array([r["routing_ms"] for r in rows])
-        total = np.array([(r["finished_at"] - r["started_at"]) * 1000 for r in called]) if called else np.zeros(1)
-        costs = [r["cost_usd"] for r in rows if r["cost_usd"] is not None]
-        return {
-            "requests": n,
-            "from": min(r["started_at"] for r in rows),
-            "to": max(r["started_at"] for r in rows),
-            "route_share": {k: round(v / n, 4) for k, v in sorted(routes.items())},
-            "status": {s: sum(r["status"] == s for r in rows) for s in sorted({r["status"] for r in rows})},
-            "error_rate": round(
-                sum(r["status"] not in ("ok", "decision_only") for r in called) / max(1, len(called)), 4
-            ),
-            "fallback_rate": round(len(fallback) / max(1, len(called)), 4),
-            "abstention_rate": round(sum(r["abstained"] for r in rows) / n, 4),
-            "cost_usd": round(sum(costs), 6),
-            "routing_ms_p50": round(float(np.percentile(routing, 50)), 3),
-            "routing_ms_p95": round(float(np.percentile(routing, 95)), 3),
-            "latency_ms_p50": round(float(np.percentile(total, 50)), 3),
-            "latency_ms_p95": round(float(np.percentile(total, 95)), 3),
-        }
+        """Requests, route share, answered, error and fallback rates, cost and latency since ``since``."""
+        return summarize(self.outcomes(since))
 
     def export(
         self,
@@ -483,27 +285,27 @@ class OutcomeStore:
         unknown = kinds - {"corrected", "confirmed"}
         if unknown or not kinds:
             raise DataError(f"include must name corrected and/or confirmed, got {sorted(kinds)}")
-        rows = {r["request_id"]: r for r in self.outcomes(since)}
-        by_request: dict[str, list[dict[str, Any]]] = {}
+        rows = {r.request_id: r for r in self.outcomes(since)}
+        by_request: dict[str, list[Feedback]] = {}
         for fb in self.feedback():
-            if fb["request_id"] in rows:
-                by_request.setdefault(fb["request_id"], []).append(fb)
+            if fb.request_id in rows:
+                by_request.setdefault(fb.request_id, []).append(fb)
         counts = {"corrected": 0, "confirmed": 0, "no_text": 0, "unlabelled": 0}
         with Path(path).open("w", encoding="utf-8") as handle:
             for request_id, items in by_request.items():
                 row = rows[request_id]
-                corrected = [f["label"] for f in items if f["label"]]
-                scores = [f["score"] for f in items if f["score"] is not None]
+                corrected = [f.label for f in items if f.label]
+                scores = [f.score for f in items if f.score is not None]
                 if corrected and "corrected" in kinds:
                     kind, label = "corrected", corrected[-1]  # the latest correction wins
                 elif not corrected and scores and scores[-1] >= min_score and "confirmed" in kinds:
-                    kind, label = "confirmed", row["label"]
+                    kind, label = "confirmed", row.label
                 else:
                     counts["unlabelled"] += 1
                     continue
-                if row["prompt_text"] is None:
+                if row.prompt_text is None:
                     counts["no_text"] += 1
                     continue
-                handle.write(json.dumps({"text": row["prompt_text"], "label": label}, ensure_ascii=False) + "\n")
+                handle.write(json.dumps({"text": row.prompt_text, "label": label}, ensure_ascii=False) + "\n")
                 counts[kind] += 1
         return counts

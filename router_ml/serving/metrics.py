@@ -10,8 +10,8 @@ import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from .outcomes import Outcome
-from .route import Decision
+from ..online.outcome import Outcome
+from ..route import Decision
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -67,9 +67,9 @@ class Metrics:
             self.provider_seconds.labels(outcome.model).observe(outcome.provider_ms / 1000)
             if outcome.cost_usd:
                 self.cost.labels(outcome.model).inc(outcome.cost_usd)
-        if any(a.status == "error" for a in outcome.attempts) and outcome.status == "ok":
+        if outcome.fell_back:
             self.fallbacks.labels(outcome.label or "forced").inc()
-        if outcome.status not in ("ok", "decision_only"):
+        if outcome.called and not outcome.answered:
             self.errors.labels(outcome.status).inc()
 
     def render(self) -> bytes:

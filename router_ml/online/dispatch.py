@@ -29,10 +29,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass
 from typing import Any
 
-from .exceptions import ConfigError, DataError, RouterMLError
-from .outcomes import Attempt, Outcome, OutcomeStore
-from .route import Decision, Prompt, Router, routing_texts
-from .routes import RouteTable
+from ..exceptions import ConfigError, DataError, DispatchError
+from ..route import Decision, Prompt, Router, routing_texts
+from ..routes import RouteTable
+from .outcome import Attempt, Outcome
+from .store import OutcomeStore
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the cost map over the network
 import litellm
@@ -45,14 +46,6 @@ _PASS_THROUGH = {
     "presence_penalty", "frequency_penalty", "seed", "response_format", "user", "logprobs", "top_logprobs",
     "parallel_tool_calls", "stream_options", "metadata",
 }  # fmt: skip
-
-
-class DispatchError(RouterMLError, RuntimeError):
-    """No model could answer; ``outcome`` holds every attempt and its reason (it is logged too)."""
-
-    def __init__(self, message: str, outcome: Outcome) -> None:
-        super().__init__(message)
-        self.outcome = outcome
 
 
 @dataclass

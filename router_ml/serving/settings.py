@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
-from .exceptions import ConfigError
+from ..exceptions import ConfigError
 
 __all__ = ["ServiceConfig"]
 

@@ -16,13 +16,15 @@ ones to label next.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .data import LabelledPrompts
-from .embed import embed_texts
-from .route import Router
+from ..data import LabelledPrompts
+from ..embed import embed_texts
+from ..route import Router
+from .outcome import Outcome
 
 __all__ = ["drift_report"]
 
@@ -52,27 +54,27 @@ def _nearest_similarity(X: np.ndarray, train: np.ndarray, chunk: int = 512) -> n
 
 def drift_report(
     router: Router,
-    recent: list[dict[str, Any]],
+    recent: Sequence[Outcome],
     train: LabelledPrompts,
     reference: LabelledPrompts,
     *,
     label_next: int = 20,
 ) -> dict[str, Any]:
-    """Compare recent outcomes (rows from :meth:`OutcomeStore.outcomes`) with training and reference data.
+    """Compare recent outcomes (from :meth:`OutcomeStore.outcomes`) with training and reference data.
 
     Args:
         router (Router): the router whose traffic is examined.
-        recent (list[dict]): logged outcomes; forced-route requests are left out (the router did not decide them).
+        recent (Sequence[Outcome]): logged outcomes; forced-route requests are left out (the router did not decide them).
         train (LabelledPrompts): the router's training data (for the nearest-neighbour distance).
         reference (LabelledPrompts): prompts the router did not train on, from the training distribution.
         label_next (int): how many uncertain prompts to suggest for labelling.
     """
-    routed = [r for r in recent if r["forced"] is None and r["probabilities"]]
+    routed = [r for r in recent if r.forced is None and r.probabilities]
     classes = router.labels
     ref_decisions = router.route_batch(reference.texts)
     ref_conf = np.array([d.confidence for d in ref_decisions])
-    conf = np.array([r["confidence"] for r in routed])
-    recent_share = _shares([r["predicted"] for r in routed], classes)
+    conf = np.array([r.confidence for r in routed])
+    recent_share = _shares([r.predicted for r in routed], classes)
     train_share = _shares(train.labels, classes)
     report: dict[str, Any] = {
         "recent_requests": len(routed),
@@ -80,18 +82,18 @@ def drift_report(
         "route_share_distance": round(0.5 * sum(abs(recent_share[c] - train_share[c]) for c in classes), 4),
         "confidence": {"recent": _quantiles(conf), "reference": _quantiles(ref_conf)},
         "abstention_rate": {
-            "recent": round(float(np.mean([r["abstained"] for r in routed])) if routed else 0.0, 4),
+            "recent": round(float(np.mean([r.abstained for r in routed])) if routed else 0.0, 4),
             "reference": round(float(np.mean([d.abstained for d in ref_decisions])), 4),
         },
     }
-    with_text = [r for r in routed if r["prompt_text"]]
+    with_text = [r for r in routed if r.prompt_text]
     report["recent_with_text"] = len(with_text)
     if with_text:
         embedder = router.artifact.model.embedder
         assert embedder is not None
         X_train = embed_texts(embedder, train.texts)
         ref_sim = _nearest_similarity(embed_texts(embedder, reference.texts), X_train)
-        sim = _nearest_similarity(embedder.encode([r["prompt_text"] for r in with_text]), X_train)
+        sim = _nearest_similarity(embedder.encode([r.prompt_text for r in with_text]), X_train)
         cutoff = float(np.percentile(ref_sim, 5))
         report["nearest_training_similarity"] = {
             "recent": _quantiles(sim),
@@ -116,10 +118,10 @@ def drift_report(
         uncertain = sorted(with_text, key=margin)[:label_next]
         report["label_next"] = [
             {
-                "request_id": r["request_id"],
-                "text": r["prompt_text"][:300],
-                "predicted": r["predicted"],
-                "confidence": round(r["confidence"], 4),
+                "request_id": r.request_id,
+                "text": r.prompt_text[:300],
+                "predicted": r.predicted,
+                "confidence": round(r.confidence, 4),
                 "margin": round(margin(r), 4),
             }
             for r in uncertain

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from .embed import EMBEDDERS
-from .service_config import ServiceConfig
+from ..embed import EMBEDDERS, ONNX_BACKENDS
+from ..serving.settings import ServiceConfig
 
 __all__ = ["register"]
 
@@ -19,7 +19,7 @@ EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 def _default(name: str) -> Any:
-    """A service setting's default, from :class:`~router_ml.service_config.ServiceConfig` (one place for them)."""
+    """A service setting's default, from :class:`~router_ml.serving.settings.ServiceConfig` (one place for them)."""
     return ServiceConfig.__dataclass_fields__[name].default
 
 
@@ -65,7 +65,7 @@ def serve(
     """Serve the router as an OpenAI-compatible HTTP API (model "router" routes; see the README)."""
     import uvicorn
 
-    from .service import CONFIG_ENV
+    from ..serving.app import CONFIG_ENV
 
     config = ServiceConfig(
         model=str(model_dir), routes=None if routes is None else str(routes), db=db, backend=backend,
@@ -80,7 +80,7 @@ def serve(
     auth = "bearer tokens required" if config.api_keys else "no authentication"
     click.echo(f"router-ml serving {model_dir} on http://{host}:{port}/v1 ({workers} worker(s), {auth})", err=True)
     uvicorn.run(
-        "router_ml.service:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level
+        "router_ml.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level
     )
 
 
@@ -91,7 +91,7 @@ def serve(
     help="Labelled JSONL/CSV to measure on (repeatable; default: the bundled held-out split).",
 )  # fmt: skip
 @click.option(
-    "--backend", "backends", multiple=True, type=click.Choice(["onnx", "onnx-int8"]),
+    "--backend", "backends", multiple=True, type=click.Choice(ONNX_BACKENDS),
     help="Backend to export and measure (repeatable; default: onnx and onnx-int8).",
 )  # fmt: skip
 def backends(model_dir: Path, data_files: tuple[Path, ...], backends: tuple[str, ...]) -> None:
@@ -100,13 +100,13 @@ def backends(model_dir: Path, data_files: tuple[Path, ...], backends: tuple[str,
     Prints macro-F1 on the same data for each backend next to the trained backend's, with label agreement and
     embedding cosine; the manifest keeps the result, which lets `--backend onnx-int8` load this router.
     """
-    from .backend_check import measure_backends
-    from .data import load_bundled, load_files
+    from ..backend_check import measure_backends
+    from ..data import load_bundled, load_files
 
     data = load_files(data_files) if data_files else load_bundled("heldout")
     name = ", ".join(str(f) for f in data_files) or "bundled held-out split"
     click.echo(f"measuring embedder backends on {len(data)} prompts ({name})")
-    for report in measure_backends(model_dir, data, backends or ("onnx", "onnx-int8"), dataset=name):
+    for report in measure_backends(model_dir, data, backends or ONNX_BACKENDS, dataset=name):
         click.echo("  " + report.format())
 
 

@@ -12,7 +12,7 @@ name from the route table goes to that model. Endpoints:
 
 Every error is an OpenAI-style JSON body ``{"error": {"message", "type", "param", "code"}}`` with the matching
 status code; stack traces go to the log, never to the client. The router loads once per worker; decisions run off
-the event loop, micro-batched (:mod:`router_ml.batching`); a reload swaps the router between requests, and
+the event loop, micro-batched (:mod:`router_ml.serving.batching`); a reload swaps the router between requests, and
 requests already in flight finish on the router they started with.
 """
 
@@ -33,13 +33,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .artifact import read_manifest, resolve
+from ..artifact import read_manifest, resolve
+from ..exceptions import ConfigError, DataError, RouterMLError
+from ..online.store import OutcomeStore, StoreError
+from ..route import Decision, Router
 from .batching import MicroBatcher
-from .exceptions import ConfigError, DataError, RouterMLError
-from .outcomes import OutcomeStore, StoreError
-from .route import Decision, Router
-from .service_config import ServiceConfig
-from .service_metrics import CONTENT_TYPE_LATEST, Metrics
+from .metrics import CONTENT_TYPE_LATEST, Metrics
+from .settings import ServiceConfig
 
 __all__ = ["CONFIG_ENV", "ServiceConfig", "app_from_env", "create_app"]
 
@@ -166,7 +166,7 @@ class _State:
         )
 
     def start(self) -> None:
-        from .dispatch import Dispatcher  # imports litellm (seconds): only when serving
+        from ..online.dispatch import Dispatcher  # imports litellm (seconds): only when serving
 
         router = self.load_router()
         router.route("warm up")  # load every lazy piece before the first request
@@ -343,7 +343,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
                 404, f"model {forced!r} does not exist here; use 'router' or one of {s.dispatcher.routes.all_models}",
                 code="model_not_found", param="model",
             )  # fmt: skip
-        from .dispatch import DispatchError
+        from ..online.dispatch import DispatchError
 
         try:
             result = await s.dispatcher.acomplete(_messages(body.messages), model=forced, stream=body.stream, **params)

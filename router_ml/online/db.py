@@ -21,22 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .exceptions import ConfigError, RouterMLError
+from ..exceptions import ConfigError, StoreError
 
-__all__ = ["Database", "StoreError", "Target", "default_db", "mask_url", "resolve_target"]
+__all__ = ["Database", "Target", "default_db", "mask_url", "resolve_target"]
 
-DEFAULT_PATH = Path.home() / ".local" / "share" / "router-ml" / "outcomes.db"
 _MIGRATION_LOCK = 0x726F_7574_6572  # any fixed bigint: the advisory lock the migrations of every store share
 _USAGE = "a file path, sqlite:///relative.db, sqlite:////absolute.db or postgresql://user:password@host:port/db"
 
 
-class StoreError(RouterMLError, RuntimeError):
-    """The outcome store cannot be opened or written, or a request id is unknown."""
-
-
 def default_db() -> str | Path:
     """``$ROUTER_ML_DB`` (a path or a URL), else ``~/.local/share/router-ml/outcomes.db``."""
-    return os.environ.get("ROUTER_ML_DB") or DEFAULT_PATH
+    return os.environ.get("ROUTER_ML_DB") or Path.home() / ".local" / "share" / "router-ml" / "outcomes.db"
 
 
 def mask_url(url: str) -> str:

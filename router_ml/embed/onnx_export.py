@@ -1,4 +1,4 @@
-"""ONNX Runtime embedders: the same sentence-transformers model, exported offline, run without torch.
+"""The one-time ONNX export of a sentence-transformers model (float and int8 graphs), done offline.
 
 :func:`export_onnx` traces the model's transformer with ``torch.onnx.export`` (the TorchScript exporter, which
 needs no extra packages) and writes, into one folder::
@@ -10,12 +10,7 @@ needs no extra packages) and writes, into one folder::
     export.json       source model and weight fingerprint, pooling, max length, SHA-256 of each graph, versions
 
 The export happens once, at first use (or at train time, into the artifact), into a temporary folder renamed into
-place, so concurrent processes never see half an export. Running needs only ``onnxruntime``, ``tokenizers`` and
-numpy: mean (or CLS) pooling and L2 normalisation are done in numpy, so a router on this backend starts without
-importing torch.
-
-Int8 embeddings are close to, not equal to, the float ones (cosine ≈ 0.99 on real prompts); whether a router
-trained on float embeddings may use them is decided by :mod:`router_ml.artifact`, from a measured comparison.
+place, so concurrent processes never see half an export. :mod:`router_ml.embed.onnx_runtime` runs it.
 """
 
 from __future__ import annotations
@@ -26,34 +21,27 @@ import os
 import shutil
 import warnings
 from datetime import UTC, datetime
-from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .embed import (
+from ..exceptions import EmbedderError
+from .base import file_sha256
+from .cache import cache_dir
+from .registry import GRAPH_FILES
+from .sentence_transformer import (
     BUNDLED_MODEL_SHA256,
     DEFAULT_MODEL,
     DEFAULT_MODEL_ALIASES,
-    Embedder,
     SentenceTransformerEmbedder,
-    cache_dir,
-    file_sha256,
-    head_and_tail,
 )
-from .exceptions import EmbedderError
 
-__all__ = ["EXPORT_META", "GRAPH_FILES", "Int8OnnxEmbedder", "OnnxEmbedder", "default_export_dir", "export_onnx"]
+__all__ = ["EXPORT_META", "default_export_dir", "export_onnx"]
 
 logger = logging.getLogger(__name__)
 
 EXPORT_META = "export.json"
-GRAPH_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 OPSET = 17
-TOKENS_PER_RUN = 256
-"""Most padded tokens in one ONNX Runtime call (see :meth:`OnnxEmbedder._batches`)."""
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _POOLINGS = ("mean", "cls")
 
@@ -221,161 +209,3 @@ def export_onnx(name: str = DEFAULT_MODEL, folder: str | Path | None = None, *, 
             raise EmbedderError(f"{folder} exists but holds no {EXPORT_META}; delete it to export again") from None
     logger.info("exported %s to ONNX in %s", name, folder)
     return folder
-
-
-class OnnxEmbedder(Embedder):
-    """A sentence-transformers model exported to ONNX and run on ONNX Runtime (CPU).
-
-    Args:
-        name (str): model name or folder, as for :class:`~router_ml.embed.SentenceTransformerEmbedder`.
-        export_dir (str | Path | None): folder of the export; exported there at first use if empty. Default: the
-            embedding cache (see :func:`default_export_dir`).
-        threads (int | None): ONNX Runtime intra-op threads; ``None`` uses all cores.
-        verify (bool): check the graph file against the SHA-256 its export recorded. Default True.
-    """
-
-    backend = "onnx"
-
-    def __init__(
-        self,
-        name: str = DEFAULT_MODEL,
-        *,
-        export_dir: str | Path | None = None,
-        threads: int | None = None,
-        verify: bool = True,
-    ) -> None:
-        self.name = name
-        self.export_dir = Path(export_dir) if export_dir is not None else None
-        self.threads = threads
-        self.verify = verify
-
-    @cached_property
-    def folder(self) -> Path:
-        """The export folder, exported into at first use."""
-        return export_onnx(self.name, self.export_dir or default_export_dir(self.name), verify=self.verify)
-
-    @cached_property
-    def meta(self) -> dict[str, Any]:
-        """The export's ``export.json``."""
-        file = self.folder / EXPORT_META
-        try:
-            return dict(json.loads(file.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise EmbedderError(f"{file} is unreadable ({exc}); delete {self.folder} to export again") from None
-
-    @property
-    def graph_file(self) -> Path:
-        """The ONNX graph this backend runs."""
-        return self.folder / self.meta["graphs"][self.backend]["file"]
-
-    @cached_property
-    def session(self) -> Any:
-        """The ONNX Runtime session (the graph's hash is checked first)."""
-        import onnxruntime as ort
-
-        expected = self.meta["graphs"][self.backend]["sha256"]
-        if not self.graph_file.is_file():
-            raise EmbedderError(f"{self.graph_file} is missing; delete {self.folder} to export again")
-        if self.verify and (found := file_sha256(self.graph_file)) != expected:
-            raise EmbedderError(
-                f"{self.graph_file} has SHA-256 {found[:12]}…, its export recorded {expected[:12]}…; "
-                f"the file changed after export: delete {self.folder} to export again"
-            )
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        return ort.InferenceSession(str(self.graph_file), options, providers=["CPUExecutionProvider"])
-
-    @cached_property
-    def tokenizer(self) -> Any:
-        """The model's tokenizer, truncating to ``max_seq_length``."""
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        tokenizer.enable_truncation(self.max_seq_length)
-        tokenizer.no_padding()  # padded per run, to that run's longest prompt
-        return tokenizer
-
-    @cached_property
-    def _splitter(self) -> Any:
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-        return tokenizer
-
-    @property
-    def dim(self) -> int:
-        return int(self.meta["dim"])
-
-    @property
-    def max_seq_length(self) -> int:
-        return int(self.meta["max_seq_length"])
-
-    @property
-    def fingerprint(self) -> str:
-        """The source weights' fingerprint: an ONNX export is the same model as the torch one it came from."""
-        return str(self.meta["source_fingerprint"])
-
-    def describe(self) -> dict[str, Any]:
-        graph = self.meta["graphs"][self.backend]
-        return {**super().describe(), "export": {"file": graph["file"], "sha256": graph["sha256"]}}
-
-    @cached_property
-    def _input_types(self) -> dict[str, Any]:
-        """Each graph input and its integer dtype (fused graphs may take int32)."""
-        return {i.name: np.int32 if "int32" in i.type else np.int64 for i in self.session.get_inputs()}
-
-    def _embed_batch(self, encodings: list[Any]) -> np.ndarray:
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        feed = {name: feed[name].astype(dtype, copy=False) for name, dtype in self._input_types.items()}
-        hidden = self.session.run(None, feed)[0]
-        if self.meta["pooling"] == "cls":
-            pooled = hidden[:, 0]
-        else:
-            weights = mask[..., None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-
-    def _batches(self, lengths: list[int], batch_size: int) -> list[list[int]]:
-        """Row groups, longest first, each holding at most ``batch_size`` rows and ``TOKENS_PER_RUN`` padded
-        tokens: on CPU, ONNX Runtime's cost grows with padded tokens, so big batches of long prompts only add
-        padding and cache misses, while short prompts still share a run."""
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        batches: list[list[int]] = []
-        for i in order:
-            current = batches[-1] if batches else None
-            longest = lengths[current[0]] if current else 0
-            if current is None or len(current) >= batch_size or (len(current) + 1) * longest > TOKENS_PER_RUN:
-                batches.append([i])
-            else:
-                current.append(i)
-        return batches
-
-    def _encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
-        fitted = head_and_tail(texts, self._splitter, self.max_seq_length)
-        encodings = self.tokenizer.encode_batch([t.strip() for t in fitted])
-        out = np.empty((len(fitted), self.dim), dtype=np.float32)
-        batches = self._batches([len(e.ids) for e in encodings], batch_size)
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc="embedding", unit="batch")
-        for rows in batches:
-            group = [encodings[i] for i in rows]
-            longest = max(len(e.ids) for e in group)
-            for encoding in group:
-                encoding.pad(longest, pad_id=self.meta["pad_id"], pad_token=self.meta["pad_token"])
-            out[rows] = self._embed_batch(group)
-        return out
-
-
-class Int8OnnxEmbedder(OnnxEmbedder):
-    """:class:`OnnxEmbedder` on the int8-quantized graph: about 2× faster, cosine ≈ 0.99 to the float model."""
-
-    backend = "onnx-int8"

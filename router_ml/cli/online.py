@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,13 @@ def _since(hours: float | None) -> float | None:
 
 def _data(files: tuple[Path, ...], split: str) -> Any:
     """The given labelled files, or the bundled ``split`` when none are given."""
-    from .data import load_bundled, load_files
+    from ..data import load_bundled, load_files
 
     return load_files(files) if files else load_bundled(split)  # type: ignore[arg-type]
 
 
 def _store(db: str | None, prompt_storage: str = "full") -> Any:
-    from .outcomes import OutcomeStore
+    from ..online.store import OutcomeStore
 
     return OutcomeStore(db, prompt_storage=prompt_storage)  # type: ignore[arg-type]
 
@@ -87,9 +88,9 @@ def dispatch(
     deadline: float,
 ) -> None:
     """Route PROMPT, call the routed model through litellm (with fallbacks) and log the outcome."""
-    from .dispatch import Dispatcher
-    from .route import Router
-    from .routes import load_routes
+    from ..online.dispatch import Dispatcher
+    from ..route import Router
+    from ..routes import load_routes
 
     router = Router.load(model_dir, routes) if model_dir is not None else None
     table = router.routes if router is not None else load_routes(routes)
@@ -134,9 +135,11 @@ def summary(db: str | None, hours: float | None, as_json: bool) -> None:
     click.echo(f"{s['requests']} requests; status {s['status']}")
     click.echo("route share: " + ", ".join(f"{k} {v:.1%}" for k, v in s["route_share"].items()))
     click.echo(
-        f"error rate {s['error_rate']:.1%}, fallback rate {s['fallback_rate']:.1%}, "
-        f"abstained {s['abstention_rate']:.1%}"
+        f"answered {s['answered_rate']:.1%}, error rate {s['error_rate']:.1%}, "
+        f"{s['attempts_per_request']:.2f} attempts per request, abstained {s['abstention_rate']:.1%}"
     )
+    causes = ", ".join(f"{k} {v:.1%}" for k, v in s["fallback_rate_by_cause"].items())
+    click.echo(f"fallback rate {s['fallback_rate']:.1%}" + (f" (by cause: {causes})" if causes else ""))
     click.echo(f"cost ${s['cost_usd']:.4f}")
     click.echo(
         f"routing p50 {s['routing_ms_p50']:.1f} ms, p95 {s['routing_ms_p95']:.1f} ms; "
@@ -151,8 +154,8 @@ def list_outcomes(db: str | None, limit: int) -> None:
     """The newest requests, one line each."""
     with _store(db) as store:
         for r in store.outcomes(limit=limit):
-            text = (r["prompt_text"] or r["prompt_hash"] or "")[:50].replace("\n", " ")
-            click.echo(f"{r['request_id']}  {r['status']:<13} {r['label'] or '-':<10} {r['model'] or '-':<30} {text}")
+            text = (r.prompt_text or r.prompt_hash or "")[:50].replace("\n", " ")
+            click.echo(f"{r.request_id}  {r.status:<16} {r.label or '-':<10} {r.model or '-':<30} {text}")
 
 
 @outcomes.command()
@@ -161,7 +164,8 @@ def list_outcomes(db: str | None, limit: int) -> None:
 def show(request_id: str, db: str | None) -> None:
     """One request with its attempts and feedback, as JSON."""
     with _store(db) as store:
-        click.echo(json.dumps(store.get(request_id), indent=2, ensure_ascii=False))
+        shown = {**asdict(store.get(request_id)), "feedback": [asdict(f) for f in store.feedback(request_id)]}
+    click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
 
 
 @outcomes.command()
@@ -266,8 +270,8 @@ def retrain(
     report: Path | None,
 ) -> None:
     """Train a challenger on base data + feedback; promote it only if it is no worse than the champion."""
-    from .data import load_files
-    from .retrain import retrain as run
+    from ..data import load_files
+    from ..online.retrain import retrain as run
 
     base, held = _data(base_files, "train"), _data(eval_files, "heldout")
     fb = load_files(feedback_files) if feedback_files else None
@@ -324,8 +328,8 @@ def drift(
     label_next: int,
 ) -> None:
     """Compare recent traffic with the training data and list the prompts most worth labelling next (JSON)."""
-    from .drift import drift_report
-    from .route import Router
+    from ..online.drift import drift_report
+    from ..route import Router
 
     router = Router.load(model_dir)
     with _store(db) as store:

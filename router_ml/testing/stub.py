@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .routes import RouteTable
+from ..routes import RouteTable
 
 __all__ = ["StubLLMServer"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .exceptions import RouterMLError
+from ..exceptions import RouterMLError
 
 __all__ = ["cli"]
 
@@ -34,7 +34,7 @@ class _Group(click.Group):
 
 
 def _backend_option(func: Any) -> Any:
-    from .embed import EMBEDDERS
+    from ..embed import EMBEDDERS
 
     return click.option(
         "--backend",
@@ -116,12 +116,12 @@ def train(
     FILES are JSONL or CSV files with a text and a label column. With no FILES, trains on the bundled dataset's
     training split (the held-out split is kept for `router-ml eval`).
     """
-    from . import artifact
-    from .data import load_bundled, load_files
-    from .embed import DEFAULT_MODEL
-    from .routes import bundled_routes_path, load_routes
-    from .training import TrainConfig
-    from .training import train as fit
+    from .. import artifact
+    from ..data import load_bundled, load_files
+    from ..embed import DEFAULT_MODEL
+    from ..routes import bundled_routes_path, load_routes
+    from ..training import TrainConfig
+    from ..training import train as fit
 
     data = load_files(files, text_column=text_column, label_column=label_column) if files else load_bundled("train")
     routes_file = routes or bundled_routes_path()
@@ -205,11 +205,11 @@ def eval_command(
 
     Writes report.json, confusion_matrix.png and reliability.png to --report-dir.
     """
-    from .data import load_bundled, load_files
-    from .embed import embed_texts
-    from .evaluation import cross_validate_methods, evaluate
-    from .plots import write_plots
-    from .route import Router
+    from ..data import load_bundled, load_files
+    from ..embed import embed_texts
+    from ..evaluation import cross_validate_methods, evaluate
+    from ..plots import write_plots
+    from ..route import Router
 
     router = Router.load(model_dir, routes, backend=backend)
     model = router.artifact.model
@@ -276,7 +276,7 @@ def route(
 
     A line of stdin that is a JSON list is read as an OpenAI-style messages list.
     """
-    from .route import Router
+    from ..route import Router
 
     router = Router.load(model_dir, routes, threshold=threshold, backend=backend)
     items: list[Any] = list(prompts)
@@ -356,7 +356,7 @@ def demo(ctx: click.Context, out: Path, dev: Path) -> None:
             text_column="text",
             label_column="label",
         )
-    from .cli_serve import backends
+    from .serving import backends
 
     click.echo("\nfaster embedder backends, measured against torch on the same data:")
     ctx.invoke(backends, model_dir=out, data_files=(), backends=())
@@ -372,13 +372,3 @@ def demo(ctx: click.Context, out: Path, dev: Path) -> None:
         threshold=None,
         backend=None,
     )
-
-
-def _register_loop_commands() -> None:
-    from . import cli_loop, cli_serve
-
-    cli_loop.register(cli)
-    cli_serve.register(cli)
-
-
-_register_loop_commands()

@@ -1,0 +1,42 @@
+"""Embedders turn texts into L2-normalised numpy matrices.
+
+- :mod:`.base`: the :class:`Embedder` ABC and the head + tail cut every backend shares;
+- :mod:`.registry`: the backends, named once (``BACKENDS``), and :func:`make_embedder`;
+- :mod:`.sentence_transformer`: the torch backend on the bundled, hash-checked all-MiniLM-L6-v2 weights;
+- :mod:`.onnx_export` and :mod:`.onnx_runtime`: the one-time ONNX export and the ONNX Runtime backends;
+- :mod:`.cache`: the on-disk cache of batch embeddings for training and evaluation.
+"""
+
+from __future__ import annotations
+
+from .base import PREPROCESSING, Embedder, file_sha256, head_and_tail
+from .cache import cache_dir, embed_texts
+from .registry import BACKENDS, EMBEDDERS, GRAPH_FILES, ONNX_BACKENDS, PRECISION, BackendSpec, make_embedder
+from .sentence_transformer import (
+    BUNDLED_MODEL_SHA256,
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_ALIASES,
+    SentenceTransformerEmbedder,
+    bundled_model_path,
+)
+
+__all__ = [
+    "BACKENDS",
+    "BUNDLED_MODEL_SHA256",
+    "DEFAULT_MODEL",
+    "DEFAULT_MODEL_ALIASES",
+    "EMBEDDERS",
+    "GRAPH_FILES",
+    "ONNX_BACKENDS",
+    "PRECISION",
+    "PREPROCESSING",
+    "BackendSpec",
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "bundled_model_path",
+    "cache_dir",
+    "embed_texts",
+    "file_sha256",
+    "head_and_tail",
+    "make_embedder",
+]

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP service: app factory, settings, Prometheus metrics, micro-batcher."""

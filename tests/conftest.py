@@ -150,3 +150,10 @@ def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., st
         return made[name]
 
     return location
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    """A ``monkeypatch`` for module-scoped fixtures (environment variables a module's stub servers need)."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp

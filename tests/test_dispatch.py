@@ -64,12 +64,6 @@ def table(stub, monkeypatch_module) -> RouteTable:
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
-
-
-@pytest.fixture(scope="module")
 def router(small_artifact, embedder, table) -> Router:
     return Router.load(small_artifact, table, embedder=embedder)
 

@@ -81,12 +81,6 @@ def routes_file(stub, tmp_path_factory, monkeypatch_module) -> Path:
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
-
-
-@pytest.fixture(scope="module")
 def models_dir(small_artifact, tmp_path_factory) -> Path:
     """A models folder with router-v001 and a CURRENT pointer, like `router-ml retrain` writes."""
     root = tmp_path_factory.mktemp("models")

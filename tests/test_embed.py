@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from router_ml import embed
-from router_ml.embed import sentence_transformer
-from router_ml.embed import BUNDLED_MODEL_SHA256, SentenceTransformerEmbedder, file_sha256, make_embedder
+from router_ml.embed import (
+    BUNDLED_MODEL_SHA256,
+    SentenceTransformerEmbedder,
+    file_sha256,
+    make_embedder,
+    sentence_transformer,
+)
 from router_ml.exceptions import EmbedderError
 
 

@@ -64,7 +64,8 @@ def drift_report(
 
     Args:
         router (Router): the router whose traffic is examined.
-        recent (Sequence[Outcome]): logged outcomes; forced-route requests are left out (the router did not decide them).
+        recent (Sequence[Outcome]): logged outcomes; forced-route requests are left out (the router did not
+            decide them).
         train (LabelledPrompts): the router's training data (for the nearest-neighbour distance).
         reference (LabelledPrompts): prompts the router did not train on, from the training distribution.
         label_next (int): how many uncertain prompts to suggest for labelling.

@@ -29,6 +29,7 @@ class BatchStats:
     sizes: dict[int, int] = field(default_factory=dict)
 
     def add(self, size: int) -> None:
+        """Count one batch of ``size`` requests."""
         self.requests += size
         self.batches += 1
         self.sizes[size] = self.sizes.get(size, 0) + 1
@@ -63,6 +64,7 @@ class MicroBatcher:
         max_wait_ms: float = 2.0,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
+        """A batcher for ``router``; its worker task starts with the first request."""
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError(f"max_batch must be ≥ 1 and max_wait_ms ≥ 0, got {max_batch} and {max_wait_ms}")
         self.router = router
@@ -89,6 +91,7 @@ class MicroBatcher:
         return await future
 
     async def _collect(self, queue: asyncio.Queue[_Pending]) -> list[_Pending]:
+        """The next batch: the first request waiting, then more until ``max_batch`` or ``max_wait_ms``."""
         batch = [await queue.get()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
@@ -106,6 +109,7 @@ class MicroBatcher:
         return batch
 
     async def _run(self) -> None:
+        """The worker: route batch after batch in a thread and answer each caller's future."""
         queue = self._queue
         assert queue is not None
         while True:

@@ -23,6 +23,7 @@ class Metrics:
     """The service's counters and histograms, in their own registry (so tests can build several apps)."""
 
     def __init__(self) -> None:
+        """Every metric, registered in a fresh registry."""
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(

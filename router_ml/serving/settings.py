@@ -55,10 +55,12 @@ class ServiceConfig:
     prompt_storage: Literal["full", "hash", "none"] = "full"
 
     def to_json(self) -> str:
+        """The settings as JSON (how ``router-ml serve`` hands them to the workers)."""
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> ServiceConfig:
+        """Settings from :meth:`to_json`'s text; a ``ConfigError`` for unknown names."""
         data = json.loads(text)
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:

@@ -161,7 +161,7 @@ def run(args: argparse.Namespace, workers: int, prompts: list[str]) -> tuple[lis
             process.wait(timeout=60)
     phases = [route_phase, chat_phase]
     with OutcomeStore(db) as store:
-        logged = {row["request_id"] for row in store.outcomes()}
+        logged = {row.request_id for row in store.outcomes()}
     returned = {rid for phase in phases for rid in phase.request_ids}
     return phases, len(logged), len(returned - logged)
 

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from router_ml.exceptions import ConfigError, DataError, DispatchError, StoreError
+from router_ml.online.breaker import BreakerPolicy
 from router_ml.online.dispatch import Dispatcher
 from router_ml.online.store import OutcomeStore
 from router_ml.route import Router
@@ -76,7 +77,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def dispatcher(router, table, store) -> Dispatcher:
-    return Dispatcher(router, table, store, deadline=8.0, cooldown_seconds=60, allowed_fails=1)
+    return Dispatcher(router, table, store, deadline=8.0)
 
 
 def test_success_routes_calls_and_logs(dispatcher, store):
@@ -117,16 +118,35 @@ def test_failures_fall_back_with_the_reason_kept(dispatcher, store, route, error
     assert store.get(result.request_id).attempts[0].error == error
 
 
-def test_cooldown_skips_a_failing_model(dispatcher, stub):
+def test_an_open_breaker_skips_a_failing_model(router, table, store, stub):
+    policy = BreakerPolicy(min_calls=2, failure_rate=0.5, open_seconds=60)
+    dispatcher = Dispatcher(router, table, store, deadline=8.0, breaker=policy)
     before = stub.requests.count("fail-cooldown")
-    for _ in range(2):  # allowed_fails=1: the second failure puts the model in cooldown
-        dispatcher.complete("hi", route="tcooldown")
+    for _ in range(2):  # two failures in two calls: the breaker opens
+        assert dispatcher.complete("hi", route="tcooldown").outcome.model == "openai/ok-backup"
+    assert dispatcher.breakers["openai/fail-cooldown"].state == "open"
     started = time.perf_counter()
     result = dispatcher.complete("hi", route="tcooldown")
     assert stub.requests.count("fail-cooldown") - before == 2  # the third request never reached it
-    assert result.outcome.attempts[0].status == "error" and "cooldown" in result.outcome.attempts[0].reason
-    assert result.outcome.model == "openai/ok-backup"
+    skipped = result.outcome.attempts[0]
+    assert skipped.status == "skipped" and skipped.error == "BreakerOpen" and "breaker open" in skipped.reason
+    assert result.outcome.model == "openai/ok-backup" and result.outcome.fell_back
+    assert result.outcome.fallback_causes == ["BreakerOpen"]
     assert time.perf_counter() - started < 1.0
+
+
+def test_every_breaker_open_still_makes_one_real_attempt(router, table, store, stub):
+    policy = BreakerPolicy(min_calls=1, failure_rate=0.5, open_seconds=60)
+    dispatcher = Dispatcher(router, table, store, deadline=8.0, breaker=policy, retries=0)
+    with pytest.raises(DispatchError):
+        dispatcher.complete("hi", route="tallfail")  # both models fail once: both breakers open
+    assert {dispatcher.breakers[m].state for m in ("openai/fail-x", "openai/malformed-x")} == {"open"}
+    calls = len(stub.requests)
+    with pytest.raises(DispatchError, match="every model failed") as info:
+        dispatcher.complete("hi", route="tallfail")
+    assert len(stub.requests) - calls == 1  # not refused without trying: one real call
+    statuses = [a.status for a in info.value.outcome.attempts]
+    assert statuses.count("error") == 1 and statuses.count("skipped") == 2
 
 
 def test_deadline_holds(router, table, store):
@@ -145,7 +165,8 @@ def test_everything_failing_is_a_clear_logged_error(dispatcher, store):
     message = str(info.value)
     assert "openai/fail-x: InternalServerError" in message and "openai/malformed-x: InternalServerError" in message
     row = store.get(info.value.outcome.request_id)
-    assert row.status == "error" and row.model is None and len(row.attempts) == 2
+    assert row.status == "error" and row.model is None and len(row.attempts) == 4  # one retry pass after back-off
+    assert [a.model for a in row.attempts] == ["openai/fail-x", "openai/malformed-x"] * 2
 
 
 def test_context_window_skips_a_model_that_cannot_fit(dispatcher):
@@ -211,7 +232,7 @@ def test_nothing_lost_under_1000_concurrent_requests_with_faults(router, table, 
     ]
 
     async def run(store):
-        dispatcher = Dispatcher(router, table, store, deadline=60.0, allowed_fails=10_000)
+        dispatcher = Dispatcher(router, table, store, deadline=60.0)
         calls = []
         for i in range(1000):
             if i % 10 == 0:

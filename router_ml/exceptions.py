@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .online.outcome import Outcome
+from typing import Any
 
 __all__ = [
     "ArtifactError",
@@ -48,8 +45,9 @@ class StoreError(RouterMLError, RuntimeError):
 
 
 class DispatchError(RouterMLError, RuntimeError):
-    """No model could answer; ``outcome`` holds every attempt and its reason (it is logged too)."""
+    """No model could answer; ``outcome`` (a :class:`router_ml.online.outcome.Outcome`) holds every attempt and its
+    reason, and is logged too."""
 
-    def __init__(self, message: str, outcome: Outcome) -> None:
+    def __init__(self, message: str, outcome: Any) -> None:
         super().__init__(message)
         self.outcome = outcome

@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 run: setup
-	$(VENV)/bin/router-ml demo --out artifacts/router
+	$(VENV)/bin/router-ml demo --out artifacts/router $(if $(wildcard ../shared/eval/dev.jsonl),--dev ../shared/eval/dev.jsonl)
 
 test: setup
 	$(PY) -m pytest

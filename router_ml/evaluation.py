@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,10 +140,11 @@ class EvalReport:
         out["routed_report"] = self.routed_report.to_dict()
         return out
 
-    def write_json(self, path: str | Path) -> Path:
-        """Write the report as JSON."""
+    def write_json(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write the report as JSON, with the sections of ``extra`` (e.g. ``cross_validation``) added at the end."""
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        payload = {**self.to_dict(), **(extra or {})}
+        path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return path
 
     def format(self) -> str:

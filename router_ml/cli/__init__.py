@@ -1,11 +1,16 @@
-"""The ``router-ml`` command line: a click group of thin commands that parse arguments, call the API and print."""
+"""The ``router-ml`` command line: a click group of thin commands that parse arguments, call the API and print.
+
+- :mod:`.group`: the ``cli`` group, which prints any :class:`~router_ml.exceptions.RouterMLError` as one line;
+- :mod:`.options`: the options and path types several commands share;
+- one module per command family, each adding its commands with ``@cli.command()``: :mod:`.model` (train, eval,
+  route, demo), :mod:`.online` (dispatch, outcomes, feedback, retrain, drift), :mod:`.serving` (serve, backends).
+
+A new command goes into its family's module; a new family is a module imported below.
+"""
 
 from __future__ import annotations
 
-from . import online, serving
-from .main import cli
-
-online.register(cli)
-serving.register(cli)
+from . import model, online, serving  # noqa: F401  (each adds its commands to the group)
+from .group import cli
 
 __all__ = ["cli"]

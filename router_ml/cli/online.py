@@ -1,64 +1,64 @@
-"""``router-ml`` commands of the online loop: dispatch, outcomes, feedback, retrain, drift (thin, like cli.py)."""
+"""``router-ml`` commands of the online loop: dispatch, outcomes (summary, list, show, export), feedback, retrain,
+drift: thin, like the rest of the command line."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-__all__ = ["register"]
-
-EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
-_DB_HELP = (
-    "Outcome store: a SQLite file (or sqlite:///file) or postgresql://user:password@host:port/db. "
-    "Default: $ROUTER_ML_DB or ~/.local/share/router-ml/outcomes.db."
+from .group import cli
+from .options import (
+    DIR,
+    EXISTING_DIR,
+    FILE,
+    PROMPT_STORAGE,
+    F,
+    data_files_option,
+    db_option,
+    labelled_data,
+    model_option,
+    routes_option,
 )
-_DB_OPTION = click.option("--db", metavar="PATH|URL", help=_DB_HELP)  # a string: a click.Path would reject URLs
-_SINCE_HELP = "Only requests from the last N hours."
+
+if TYPE_CHECKING:
+    from ..online.store import OutcomeStore
+
+__all__ = ["dispatch", "drift", "export", "feedback", "list_outcomes", "outcomes", "retrain", "show", "summary"]
+
+
+def _hours_option(default: float | None = None) -> Callable[[F], F]:
+    """``--hours``: only requests from the last N hours."""
+    show = default is not None
+    return click.option(
+        "--hours", type=float, default=default, show_default=show, help="Only requests from the last N hours."
+    )
 
 
 def _since(hours: float | None) -> float | None:
+    """The Unix time ``hours`` ago, or ``None``."""
     return None if hours is None else time.time() - hours * 3600
 
 
-def _data(files: tuple[Path, ...], split: str) -> Any:
-    """The given labelled files, or the bundled ``split`` when none are given."""
-    from ..data import load_bundled, load_files
-
-    return load_files(files) if files else load_bundled(split)  # type: ignore[arg-type]
-
-
-def _store(db: str | None, prompt_storage: str = "full") -> Any:
+def _store(db: str | None, prompt_storage: str = "full") -> OutcomeStore:
+    """The outcome store at ``db`` (a context manager)."""
     from ..online.store import OutcomeStore
 
     return OutcomeStore(db, prompt_storage=prompt_storage)  # type: ignore[arg-type]
 
 
-@click.command()
+@cli.command()
 @click.argument("prompt")
+@model_option("Router artifact or models directory (not needed with --force-model/--force-route).", required=False)
+@routes_option()
+@db_option()
 @click.option(
-    "--model",
-    "model_dir",
-    type=EXISTING_DIR,
-    help="Router artifact or models directory (not needed with --force-model/--force-route).",
-)
-@click.option(
-    "--routes",
-    type=EXISTING_FILE,
-    help="Route table TOML (default: the artifact's).",
-)
-@_DB_OPTION
-@click.option(
-    "--prompt-storage",
-    type=click.Choice(["full", "hash", "none"]),
-    default="full",
-    show_default=True,
-    help="What the log keeps of the prompt.",
+    "--prompt-storage", type=PROMPT_STORAGE, default="full", show_default=True, help="What the log keeps of the prompt."
 )
 @click.option("--force-route", help="Use this route instead of asking the router.")
 @click.option("--force-model", help="Call this model (from the route table) directly.")
@@ -113,14 +113,14 @@ def dispatch(
         )
 
 
-@click.group()
+@cli.group()
 def outcomes() -> None:
     """Inspect the outcome log: summary, list, show, export."""
 
 
 @outcomes.command()
-@_DB_OPTION
-@click.option("--hours", type=float, default=None, help=_SINCE_HELP)
+@db_option()
+@_hours_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def summary(db: str | None, hours: float | None, as_json: bool) -> None:
     """Requests, per-route share, error and fallback rates, cost, p50/p95 latency."""
@@ -148,7 +148,7 @@ def summary(db: str | None, hours: float | None, as_json: bool) -> None:
 
 
 @outcomes.command(name="list")
-@_DB_OPTION
+@db_option()
 @click.option("--limit", type=int, default=20, show_default=True)
 def list_outcomes(db: str | None, limit: int) -> None:
     """The newest requests, one line each."""
@@ -160,7 +160,7 @@ def list_outcomes(db: str | None, limit: int) -> None:
 
 @outcomes.command()
 @click.argument("request_id")
-@_DB_OPTION
+@db_option()
 def show(request_id: str, db: str | None) -> None:
     """One request with its attempts and feedback, as JSON."""
     with _store(db) as store:
@@ -169,8 +169,8 @@ def show(request_id: str, db: str | None) -> None:
 
 
 @outcomes.command()
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@_DB_OPTION
+@click.argument("out", type=FILE)
+@db_option()
 @click.option(
     "--include",
     type=click.Choice(["corrected", "confirmed"]),
@@ -182,7 +182,7 @@ def show(request_id: str, db: str | None) -> None:
 @click.option(
     "--min-score", type=float, default=0.5, show_default=True, help="Lowest score that confirms a routed label."
 )
-@click.option("--hours", type=float, default=None, help=_SINCE_HELP)
+@_hours_option()
 def export(out: Path, db: str | None, include: tuple[str, ...], min_score: float, hours: float | None) -> None:
     """Write feedback-labelled prompts to OUT as JSONL (text, label): the format `router-ml train` reads."""
     with _store(db) as store:
@@ -200,12 +200,12 @@ def export(out: Path, db: str | None, include: tuple[str, ...], min_score: float
         click.echo(f"{counts['unlabelled']} requests with feedback gave no label under these options")
 
 
-@click.command()
+@cli.command()
 @click.argument("request_id")
 @click.option("--label", help="The route this request should have taken.")
 @click.option("--score", help="0..1, or up/down.")
 @click.option("--comment", help="Free text.")
-@_DB_OPTION
+@db_option()
 def feedback(request_id: str, label: str | None, score: str | None, comment: str | None, db: str | None) -> None:
     """Attach feedback (a corrected label, a score, a comment) to a logged request."""
     with _store(db) as store:
@@ -213,38 +213,17 @@ def feedback(request_id: str, label: str | None, score: str | None, comment: str
     click.echo(f"feedback recorded for {request_id}")
 
 
-@click.command()
+@cli.command()
 @click.option(
-    "--champion",
-    required=True,
-    type=EXISTING_DIR,
-    help="Current artifact, or a models directory with CURRENT.",
+    "--champion", required=True, type=EXISTING_DIR, help="Current artifact, or a models directory with CURRENT."
+)
+@data_files_option("--feedback", "feedback_files", "Exported feedback JSONL (repeatable).")
+@data_files_option("--base", "base_files", "Base training data (default: the bundled training split).")
+@data_files_option(
+    "--eval", "eval_files", "Held-out data both models are scored on (default: the bundled held-out split)."
 )
 @click.option(
-    "--feedback",
-    "feedback_files",
-    multiple=True,
-    type=EXISTING_FILE,
-    help="Exported feedback JSONL (repeatable).",
-)
-@click.option(
-    "--base",
-    "base_files",
-    multiple=True,
-    type=EXISTING_FILE,
-    help="Base training data (default: the bundled training split).",
-)
-@click.option(
-    "--eval",
-    "eval_files",
-    multiple=True,
-    type=EXISTING_FILE,
-    help="Held-out data both models are scored on (default: the bundled held-out split).",
-)
-@click.option(
-    "--models-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where new versions go (default: the champion's models directory or parent).",
+    "--models-dir", type=DIR, help="Where new versions go (default: the champion's models directory or parent)."
 )
 @click.option("--metric", type=click.Choice(["macro_f1", "accuracy"]), default="macro_f1", show_default=True)
 @click.option(
@@ -255,9 +234,7 @@ def feedback(request_id: str, label: str | None, score: str | None, comment: str
     help="How much worse the challenger may be and still be promoted.",
 )
 @click.option("--dry-run", is_flag=True, help="Compare only; promote nothing.")
-@click.option(
-    "--report", type=click.Path(dir_okay=False, path_type=Path), help="Also write the comparison as JSON here."
-)
+@click.option("--report", type=FILE, help="Also write the comparison as JSON here.")
 def retrain(
     champion: Path,
     feedback_files: tuple[Path, ...],
@@ -273,9 +250,8 @@ def retrain(
     from ..data import load_files
     from ..online.retrain import retrain as run
 
-    base, held = _data(base_files, "train"), _data(eval_files, "heldout")
+    (base, _), (held, name) = labelled_data(base_files, "train"), labelled_data(eval_files, "heldout")
     fb = load_files(feedback_files) if feedback_files else None
-    name = ", ".join(map(str, eval_files)) if eval_files else "bundled held-out split"
     result = run(
         champion,
         base,
@@ -292,29 +268,15 @@ def retrain(
         report.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
-@click.command()
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=EXISTING_DIR,
-    help="Router artifact or models directory.",
-)
-@_DB_OPTION
-@click.option("--hours", type=float, default=24.0, show_default=True, help=_SINCE_HELP)
-@click.option(
-    "--train-data",
-    "train_files",
-    multiple=True,
-    type=EXISTING_FILE,
-    help="The router's training data (default: the bundled training split).",
-)
-@click.option(
+@cli.command()
+@model_option("Router artifact or models directory.")
+@db_option()
+@_hours_option(24.0)
+@data_files_option("--train-data", "train_files", "The router's training data (default: the bundled training split).")
+@data_files_option(
     "--reference",
     "reference_files",
-    multiple=True,
-    type=EXISTING_FILE,
-    help="Data from the training distribution it did not train on (default: bundled held-out split).",
+    "Data from the training distribution it did not train on (default: bundled held-out split).",
 )
 @click.option(
     "--label-next", type=int, default=20, show_default=True, help="How many uncertain prompts to suggest for labelling."
@@ -334,12 +296,6 @@ def drift(
     router = Router.load(model_dir)
     with _store(db) as store:
         recent = store.outcomes(_since(hours))
-    train_data, reference = _data(train_files, "train"), _data(reference_files, "heldout")
+    (train_data, _), (reference, _) = labelled_data(train_files, "train"), labelled_data(reference_files, "heldout")
     report = drift_report(router, recent, train_data, reference, label_next=label_next)
     click.echo(json.dumps(report, indent=2, ensure_ascii=False))
-
-
-def register(group: click.Group) -> None:
-    """Add the online-loop commands to the ``router-ml`` group."""
-    for command in (dispatch, outcomes, feedback, retrain, drift):
-        group.add_command(command)

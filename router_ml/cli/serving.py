@@ -1,47 +1,57 @@
-"""``router-ml serve`` (the OpenAI-compatible service) and ``router-ml backends`` (fast embedder backends)."""
+"""``router-ml`` commands of serving: serve (the OpenAI-compatible service), backends (fast embedder backends)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..embed import EMBEDDERS, ONNX_BACKENDS
 from ..serving.settings import ServiceConfig
+from .group import cli
+from .options import (
+    BACKEND,
+    EXISTING_DIR,
+    ONNX_BACKEND,
+    PROMPT_STORAGE,
+    F,
+    backend_option,
+    data_files_option,
+    db_option,
+    labelled_data,
+    model_option,
+    routes_option,
+)
 
-__all__ = ["register"]
-
-EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+__all__ = ["backends", "serve"]
 
 
-def _default(name: str) -> Any:
-    """A service setting's default, from :class:`~router_ml.serving.settings.ServiceConfig` (one place for them)."""
-    return ServiceConfig.__dataclass_fields__[name].default
-
-
-def _setting(flag: str, help: str = "", **kwargs: Any) -> Any:
-    """A ``click.option`` for a service setting, with its default taken from ``ServiceConfig``."""
+def _setting(flag: str, help: str = "", **kwargs: Any) -> Callable[[F], F]:
+    """A ``click.option`` for a service setting, its default read from :class:`ServiceConfig` (one place for them)."""
     name = flag.lstrip("-").replace("-", "_")
-    return click.option(flag, default=_default(name), show_default=True, help=help, **kwargs)
+    default = ServiceConfig.__dataclass_fields__[name].default
+    return click.option(flag, default=default, show_default=True, help=help, **kwargs)
 
 
 def _keys(value: str | None) -> list[str]:
+    """The comma-separated keys in ``value``."""
     return [k.strip() for k in (value or "").split(",") if k.strip()]
 
 
-@click.command()
-@click.option("--model", "model_dir", required=True, type=EXISTING_DIR, help="Router artifact, or models dir.")
-@click.option("--routes", type=EXISTING_FILE, help="Route table TOML (default: the artifact's).")
+@cli.command()
+@model_option("Router artifact, or models dir.")
+@routes_option()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Worker processes.")
-@click.option("--db", envvar="ROUTER_ML_DB", help="Outcome log: SQLite path or postgresql:// URL [env ROUTER_ML_DB].")
-@click.option("--backend", type=click.Choice(EMBEDDERS), help="Embedder backend (default: the artifact's).")
-@click.option("--fallback-backend", type=click.Choice(EMBEDDERS), help="Use this backend if --backend fails.")
+@db_option(
+    envvar="ROUTER_ML_DB", metavar=None, help="Outcome log: SQLite path or postgresql:// URL [env ROUTER_ML_DB]."
+)
+@backend_option("Embedder backend (default: the artifact's).")
+@click.option("--fallback-backend", type=BACKEND, help="Use this backend if --backend fails.")
 @click.option(
     "--api-keys", envvar="ROUTER_ML_API_KEYS", help="Comma-separated bearer tokens for /v1/* [env ROUTER_ML_API_KEYS]."
 )
@@ -54,7 +64,7 @@ def _keys(value: str | None) -> list[str]:
 @_setting("--max-wait-ms", "Micro-batch wait bound.")
 @_setting("--timeout", "Seconds per provider call.")
 @_setting("--deadline", "Seconds per request, fallbacks included.")
-@_setting("--prompt-storage", "What the outcome log keeps of each prompt.", type=click.Choice(["full", "hash", "none"]))
+@_setting("--prompt-storage", "What the outcome log keeps of each prompt.", type=PROMPT_STORAGE)
 @click.option("--log-level", default="info", show_default=True)
 def serve(
     model_dir: Path, routes: Path | None, host: str, port: int, workers: int, db: str | None, backend: str | None,
@@ -84,14 +94,13 @@ def serve(
     )
 
 
-@click.command()
+@cli.command()
 @click.argument("model_dir", type=EXISTING_DIR)
+@data_files_option(
+    "--data", "data_files", "Labelled JSONL/CSV to measure on (repeatable; default: the bundled held-out split)."
+)
 @click.option(
-    "--data", "data_files", multiple=True, type=EXISTING_FILE,
-    help="Labelled JSONL/CSV to measure on (repeatable; default: the bundled held-out split).",
-)  # fmt: skip
-@click.option(
-    "--backend", "backends", multiple=True, type=click.Choice(ONNX_BACKENDS),
+    "--backend", "backends", multiple=True, type=ONNX_BACKEND,
     help="Backend to export and measure (repeatable; default: onnx and onnx-int8).",
 )  # fmt: skip
 def backends(model_dir: Path, data_files: tuple[Path, ...], backends: tuple[str, ...]) -> None:
@@ -101,16 +110,9 @@ def backends(model_dir: Path, data_files: tuple[Path, ...], backends: tuple[str,
     embedding cosine; the manifest keeps the result, which lets `--backend onnx-int8` load this router.
     """
     from ..backend_check import measure_backends
-    from ..data import load_bundled, load_files
+    from ..embed import ONNX_BACKENDS
 
-    data = load_files(data_files) if data_files else load_bundled("heldout")
-    name = ", ".join(str(f) for f in data_files) or "bundled held-out split"
+    data, name = labelled_data(data_files, "heldout")
     click.echo(f"measuring embedder backends on {len(data)} prompts ({name})")
     for report in measure_backends(model_dir, data, backends or ONNX_BACKENDS, dataset=name):
         click.echo("  " + report.format())
-
-
-def register(group: click.Group) -> None:
-    """Add the serving commands to the ``router-ml`` group."""
-    for command in (serve, backends):
-        group.add_command(command)

@@ -1,0 +1,250 @@
+"""``router-ml`` commands of the model itself: train, eval, route, and demo (all three on the bundled data)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .group import cli
+from .options import (
+    CALIBRATION,
+    DIR,
+    EXISTING_DIR,
+    EXISTING_FILE,
+    FILE,
+    backend_option,
+    data_columns,
+    data_files_option,
+    labelled_data,
+    model_option,
+    routes_option,
+)
+from .serving import backends
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..data import LabelledPrompts
+
+__all__ = ["EXAMPLE_PROMPTS", "demo", "eval_command", "route", "train"]
+
+EXAMPLE_PROMPTS = (
+    "Write a Python function that merges two sorted lists in linear time.",
+    "Compose a short poem about autumn leaves falling on a quiet lake.",
+    "A train leaves at 3pm going 60 mph; another leaves at 4pm going 80 mph. When does the second catch up?",
+    "Classify the sentiment of this review as positive or negative: 'The battery died after two days.'",
+)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, type=FILE)
+@click.option("--out", "-o", required=True, type=DIR, help="Artifact directory to write.")
+@routes_option("Route table TOML to save with the router (default: bundled data/routes.toml).")
+@click.option(
+    "--embedder", default=None, help="sentence-transformers model name or path (default: bundled all-MiniLM-L6-v2)."
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="Abstain below this confidence (default: chosen for --target-precision).",
+)
+@click.option(
+    "--target-precision",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="Out-of-fold precision the answered decisions must reach when choosing the threshold.",
+)
+@click.option("--calibration", type=CALIBRATION, default="temperature", show_default=True)
+@click.option("--min-per-label", type=int, default=10, show_default=True, help="Refuse labels with fewer examples.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing artifact directory.")
+@data_columns
+def train(
+    files: tuple[Path, ...], out: Path, routes: Path | None, embedder: str | None, threshold: float | None,
+    target_precision: float, calibration: str, min_per_label: int, overwrite: bool, text_column: str, label_column: str,
+) -> None:  # fmt: skip
+    """Train a router on labelled prompts and save it as an artifact directory.
+
+    FILES are JSONL or CSV files with a text and a label column. With no FILES, trains on the bundled dataset's
+    training split (the held-out split is kept for `router-ml eval`).
+    """
+    from .. import artifact
+    from ..embed import DEFAULT_MODEL
+    from ..routes import bundled_routes_path, load_routes
+    from ..training import TrainConfig
+    from ..training import train as fit
+
+    data, _ = labelled_data(files, "train", text_column=text_column, label_column=label_column)
+    routes_file = routes or bundled_routes_path()
+    load_routes(routes_file).check_labels(data.classes)
+    config = TrainConfig(
+        embedder=embedder or DEFAULT_MODEL,
+        threshold=threshold,
+        target_precision=target_precision,
+        calibration=calibration,
+        min_per_label=min_per_label,
+    )
+    duplicates = f", {len(data.duplicates)} exact duplicates" if data.duplicates else ""
+    click.echo(f"training on {len(data)} prompts {data.counts()}{duplicates}")
+    result = fit(data, config)
+    artifact.save(
+        result.model,
+        out,
+        threshold=result.threshold,
+        data=data,
+        metrics=result.metrics,
+        routes_file=routes_file,
+        overwrite=overwrite,
+    )
+    m = result.metrics
+    click.echo(
+        f"chosen {m['best_params']}: "
+        f"cross-validated macro-F1 {m['cv_macro_f1']:.3f}, ECE {m['oof_ece']:.3f}, threshold {result.threshold:.2f}"
+    )
+    click.echo(f"trained in {m['train_seconds']:.1f}s (embedding {m['embed_seconds']:.1f}s); saved to {out}")
+
+
+@cli.command(name="eval")
+@click.argument("model_dir", type=EXISTING_DIR)
+@data_files_option(
+    "--data",
+    "data_files",
+    "Labelled JSONL/CSV to evaluate on (repeatable; default: the bundled held-out split).",
+    type=FILE,
+)
+@routes_option("Route table for prices and the default route (default: the artifact's).")
+@click.option(
+    "--report-dir",
+    type=DIR,
+    default=None,
+    help="Where to write report.json and the PNG plots (default: MODEL_DIR/eval).",
+)
+@click.option(
+    "--baselines/--no-baselines",
+    default=True,
+    show_default=True,
+    help="Score nearest-centroid, kNN, top-k vote and TF-IDF baselines (fitted on the bundled training split).",
+)
+@click.option(
+    "--cv",
+    "cv_folds",
+    type=int,
+    default=0,
+    help="Also compare router vs baselines by K-fold cross-validation on the evaluation data itself.",
+)
+@backend_option()
+@data_columns
+def eval_command(
+    model_dir: Path, data_files: tuple[Path, ...], routes: Path | None, report_dir: Path | None, baselines: bool,
+    cv_folds: int, backend: str | None, text_column: str, label_column: str,
+) -> None:  # fmt: skip
+    """Evaluate a trained router: accuracy, macro-F1, per-class scores, confusion matrix, calibration, cost.
+
+    Writes report.json, confusion_matrix.png and reliability.png to --report-dir.
+    """
+    from ..data import load_bundled
+    from ..embed import embed_texts
+    from ..evaluation import evaluate
+    from ..plots import write_plots
+    from ..route import Router
+
+    router = Router.load(model_dir, routes, backend=backend)
+    model = router.artifact.model
+    data, name = labelled_data(data_files, "heldout", text_column=text_column, label_column=label_column)
+    assert model.embedder is not None
+    X = embed_texts(model.embedder, data.texts)
+    train_data = load_bundled("train") if baselines else None
+    report = evaluate(
+        model,
+        data,
+        router.routes,
+        threshold=router.threshold,
+        default_route=router.default_route,
+        dataset=name,
+        train=train_data,
+        train_embeddings=None if train_data is None else embed_texts(model.embedder, train_data.texts),
+        embeddings=X,
+    )
+    click.echo(report.format())
+    out = report_dir or model_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    extra = _cross_validation(data, X, model.head_, cv_folds, name) if cv_folds else None
+    report_file = report.write_json(out / "report.json", extra=extra)
+    plots = write_plots(report.report, report.calibration, out)
+    click.echo(f"\nwrote {report_file}, " + ", ".join(str(p) for p in plots))
+
+
+def _cross_validation(data: LabelledPrompts, X: np.ndarray, head: Any, folds: int, name: str) -> dict[str, Any]:
+    """Compare the router's head with the baselines by ``folds``-fold cross-validation on ``data``; print it."""
+    from ..evaluation import cross_validate_methods
+
+    cv = cross_validate_methods(data.texts, data.labels, X, head, folds=folds)
+    click.echo(f"\n{folds}-fold cross-validation on {name} (macro-F1 mean ± std):")
+    for method, s in cv.items():
+        click.echo(f"  {method:<22}{s['macro_f1_mean']:.3f} ± {s['macro_f1_std']:.3f}")
+    return {"cross_validation": {"folds": folds, "methods": cv}}
+
+
+@cli.command()
+@click.argument("prompts", nargs=-1)
+@model_option("Trained router artifact directory.")
+@routes_option()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON decision per line.")
+@click.option("--threshold", type=float, default=None, help="Override the artifact's abstention threshold.")
+@backend_option()
+def route(
+    prompts: tuple[str, ...],
+    model_dir: Path,
+    routes: Path | None,
+    as_json: bool,
+    threshold: float | None,
+    backend: str | None,
+) -> None:
+    """Route PROMPTS (or, with none given, each non-empty line of standard input) to a model.
+
+    A line of stdin that is a JSON list is read as an OpenAI-style messages list.
+    """
+    from ..route import Router
+
+    router = Router.load(model_dir, routes, threshold=threshold, backend=backend)
+    items: list[Any] = list(prompts) or _stdin_prompts()
+    if not items:
+        raise click.UsageError("no prompts: pass them as arguments or one per line on standard input")
+    for item, decision in zip(items, router.route_batch(items), strict=True):
+        if as_json:
+            click.echo(json.dumps(decision.to_dict(), ensure_ascii=False))
+        else:
+            shown = item if isinstance(item, str) else json.dumps(item)[:60]
+            flag = " (abstained)" if decision.abstained else ""
+            click.echo(f"{decision.label:<10} {decision.confidence:.2f}{flag}  {decision.model:<32} {shown[:70]}")
+
+
+def _stdin_prompts() -> list[Any]:
+    """Each non-empty line of standard input: a JSON list (a messages list) or a plain prompt."""
+    lines = (line.strip() for line in sys.stdin)
+    return [json.loads(line) if line.startswith("[") else line for line in lines if line]
+
+
+@cli.command()
+@click.option("--out", "-o", type=DIR, default=Path("artifacts/router"), show_default=True, help="Artifact directory.")
+@click.option("--dev", type=EXISTING_FILE, default=None, help="Extra labelled file to evaluate on (default: none).")
+@click.pass_context
+def demo(ctx: click.Context, out: Path, dev: Path | None) -> None:
+    """The main job: train on the bundled data, evaluate (held-out split, and DEV if given), route examples."""
+    ctx.invoke(train, out=out, overwrite=True)
+    click.echo("")
+    ctx.invoke(eval_command, model_dir=out)
+    if dev is not None:
+        click.echo("")
+        ctx.invoke(eval_command, model_dir=out, data_files=(dev,), report_dir=out / "eval-dev", cv_folds=5)
+    click.echo("\nfaster embedder backends, measured against torch on the same data:")
+    ctx.invoke(backends, model_dir=out)
+    if dev is not None:
+        ctx.invoke(backends, model_dir=out, data_files=(dev,))
+    click.echo("\nexample routing decisions:")
+    ctx.invoke(route, prompts=EXAMPLE_PROMPTS, model_dir=out)

@@ -1,0 +1,134 @@
+"""Options and path types that several ``router-ml`` commands share, each defined once here.
+
+Choices that the library defines (embedder backends, calibrations, prompt storage) are read from it through
+:class:`LazyChoice`, when first needed: ``import router_ml.cli`` loads neither numpy, torch nor scikit-learn.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from ..data import LabelledPrompts
+
+__all__ = [
+    "BACKEND",
+    "CALIBRATION",
+    "DB_HELP",
+    "DIR",
+    "EXISTING_DIR",
+    "EXISTING_FILE",
+    "FILE",
+    "ONNX_BACKEND",
+    "PROMPT_STORAGE",
+    "F",
+    "LazyChoice",
+    "backend_option",
+    "data_columns",
+    "data_files_option",
+    "db_option",
+    "labelled_data",
+    "model_option",
+    "routes_option",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+"""A command callback, or a command, that an option decorator returns unchanged in type."""
+
+FILE = click.Path(dir_okay=False, path_type=Path)
+"""A file path, checked (or created) by the command itself."""
+DIR = click.Path(file_okay=False, path_type=Path)
+"""A directory path, checked (or created) by the command itself."""
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+class LazyChoice(click.Choice[str]):
+    """A :class:`click.Choice` whose choices are the tuple ``module:NAME``, imported the first time it is needed.
+
+    The choices stay defined once, in the library, without importing their module at CLI start-up.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.case_sensitive = True
+        self._choices: tuple[str, ...] | None = None
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        """The choices, read from ``source`` on first use."""
+        if self._choices is None:
+            module, _, name = self.source.partition(":")
+            self._choices = tuple(getattr(importlib.import_module(module), name))
+        return self._choices
+
+
+BACKEND = LazyChoice("router_ml.embed:EMBEDDERS")
+"""Any embedder backend."""
+ONNX_BACKEND = LazyChoice("router_ml.embed:ONNX_BACKENDS")
+"""An embedder backend that runs an ONNX export."""
+CALIBRATION = LazyChoice("router_ml.model:CALIBRATIONS")
+"""How the classifier's probabilities are calibrated."""
+PROMPT_STORAGE = LazyChoice("router_ml.online.outcome:PROMPT_STORAGE")
+"""What the outcome log keeps of each prompt."""
+
+DB_HELP = (
+    "Outcome store: a SQLite file (or sqlite:///file) or postgresql://user:password@host:port/db. "
+    "Default: $ROUTER_ML_DB or ~/.local/share/router-ml/outcomes.db."
+)
+
+
+def db_option(**kwargs: Any) -> Callable[[F], F]:
+    """``--db``: the outcome store, a string (a ``click.Path`` would reject URLs); ``kwargs`` override."""
+    return click.option("--db", **{"metavar": "PATH|URL", "help": DB_HELP, **kwargs})
+
+
+def routes_option(help: str = "Route table TOML (default: the artifact's).") -> Callable[[F], F]:
+    """``--routes``: a route table TOML file."""
+    return click.option("--routes", type=EXISTING_FILE, help=help)
+
+
+def model_option(help: str, *, required: bool = True) -> Callable[[F], F]:
+    """``--model`` (the ``model_dir`` parameter): a router artifact or models directory."""
+    return click.option("--model", "model_dir", required=required, type=EXISTING_DIR, help=help)
+
+
+def backend_option(
+    help: str = (
+        "Embedder backend (default: the one the router was trained with; onnx-int8 needs `router-ml backends`)."
+    ),
+) -> Callable[[F], F]:
+    """``--backend``: one embedder backend, ``None`` for the artifact's."""
+    return click.option("--backend", type=BACKEND, default=None, help=help)
+
+
+def data_files_option(flag: str, name: str, help: str, *, type: click.Path = EXISTING_FILE) -> Callable[[F], F]:
+    """A repeatable option of labelled JSONL/CSV files (the parameter ``name``, a tuple of paths)."""
+    return click.option(flag, name, multiple=True, type=type, help=help)
+
+
+def data_columns(func: F) -> F:
+    """``--text-column`` and ``--label-column``: where labelled files keep the prompt and its label."""
+    func = click.option("--text-column", default="text", show_default=True, help="Column holding the prompt.")(func)
+    return click.option("--label-column", default="label", show_default=True, help="Column holding the label.")(func)
+
+
+def labelled_data(
+    files: tuple[Path, ...],
+    split: Literal["train", "heldout"],
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+) -> tuple[LabelledPrompts, str]:
+    """The labelled ``files`` (or, when none are given, the bundled ``split``) and a name for them to print."""
+    from ..data import load_bundled, load_files
+
+    if files:
+        data = load_files(files, text_column=text_column, label_column=label_column)
+        return data, ", ".join(str(f) for f in files)
+    return load_bundled(split), "bundled held-out split" if split == "heldout" else "bundled training split"

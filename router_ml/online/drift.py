@@ -105,15 +105,15 @@ def drift_report(
         farthest = np.argsort(sim)[:label_next]
         report["farthest_from_training"] = [
             {
-                "request_id": with_text[i]["request_id"],
-                "text": with_text[i]["prompt_text"][:300],
+                "request_id": with_text[i].request_id,
+                "text": (with_text[i].prompt_text or "")[:300],
                 "similarity": round(float(sim[i]), 4),
             }
             for i in farthest
         ]
 
-        def margin(row: dict[str, Any]) -> float:
-            top = sorted(row["probabilities"].values(), reverse=True)
+        def margin(row: Outcome) -> float:
+            top = sorted(row.probabilities.values(), reverse=True)
             return top[0] - (top[1] if len(top) > 1 else 0.0)
 
         uncertain = sorted(with_text, key=margin)[:label_next]

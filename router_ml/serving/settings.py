@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Literal
 
 from ..exceptions import ConfigError
+from ..online.outcome import PromptStorage
 
 __all__ = ["ServiceConfig"]
 
@@ -52,7 +52,7 @@ class ServiceConfig:
     timeout: float = 60.0
     deadline: float = 120.0
     reload_interval: float = 0.0
-    prompt_storage: Literal["full", "hash", "none"] = "full"
+    prompt_storage: PromptStorage = "full"
 
     def to_json(self) -> str:
         """The settings as JSON (how ``router-ml serve`` hands them to the workers)."""

@@ -87,9 +87,7 @@ class RetrainReport:
         rows = [("accuracy", c["accuracy"], h["accuracy"]), ("macro-F1", c["macro_f1"], h["macro_f1"])]
         rows += [(f"F1 {label}", c["per_class"][label]["f1"], h["per_class"][label]["f1"]) for label in c["labels"]]
         lines += [f"{name:<22}{a:>10.3f}{b:>12.3f}{b - a:>+9.3f}" for name, a, b in rows]
-        verdict = (
-            "PROMOTED" if self.promoted else ("would promote (dry run)" if self.no_worse else "NOT promoted")
-        )
+        verdict = "PROMOTED" if self.promoted else ("would promote (dry run)" if self.no_worse else "NOT promoted")
         lines += ["", f"{verdict}: {self.reason}"]
         if self.challenger:
             lines.append(f"challenger saved to {self.challenger}")

@@ -12,7 +12,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -46,12 +46,15 @@ class LabelledPrompts:
         labels (list[str]): one label per prompt.
         origins (list[str]): ``file:line`` (or ``<list>:index``) of each prompt, for error messages.
         duplicates (list[tuple[str, str]]): origins of exact duplicates (second occurrence, first occurrence).
+        groups (list[str] | None): the source of each prompt (a data set, a batch, a customer), when known: what
+            grouped cross-validation holds out together and what per-source scores are computed over.
     """
 
     texts: list[str]
     labels: list[str]
     origins: list[str]
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -76,14 +79,17 @@ class LabelledPrompts:
     def subset(self, indices: Iterable[int]) -> LabelledPrompts:
         """The prompts at ``indices`` (duplicate reports are not carried over)."""
         idx = list(indices)
+        groups = None if self.groups is None else [self.groups[i] for i in idx]
         return LabelledPrompts(
-            [self.texts[i] for i in idx], [self.labels[i] for i in idx], [self.origins[i] for i in idx]
+            [self.texts[i] for i in idx], [self.labels[i] for i in idx], [self.origins[i] for i in idx], groups=groups
         )
 
     def __add__(self, other: LabelledPrompts) -> LabelledPrompts:
+        groups = None if self.groups is None or other.groups is None else self.groups + other.groups
         return _validated(
-            self.texts + other.texts, self.labels + other.labels, self.origins + other.origins, min_per_label=1
-        )
+            self.texts + other.texts, self.labels + other.labels, self.origins + other.origins, min_per_label=1,
+            groups=groups,
+        )  # fmt: skip
 
     def check_min_per_label(self, minimum: int) -> None:
         """Raise unless every label has at least ``minimum`` prompts."""
@@ -121,7 +127,8 @@ def load_bundled(split: Literal["train", "heldout", "all"] = "train") -> Labelle
     files = sorted(bundled_data_dir().glob("*.jsonl"))
     if not files:
         raise DataError(f"no bundled prompt files found in {bundled_data_dir()}; is the checkout complete?")
-    data = load_files(files)
+    data = load_files(files, group_column=None)
+    data = replace(data, groups=[Path(origin.rpartition(":")[0]).stem for origin in data.origins])  # the batch
     if split == "all":
         return data
     keep = [i for i, t in enumerate(data.texts) if is_heldout(t) == (split == "heldout")]
@@ -134,26 +141,59 @@ def load_files(
     text_column: str = "text",
     label_column: str = "label",
     min_per_label: int = 1,
+    group_column: str | None = "source",
+    group_depth: int = 0,
 ) -> LabelledPrompts:
-    """Load and merge several JSONL/CSV files, validating the union (conflicts across files are caught too)."""
+    """Load and merge several JSONL/CSV files, validating the union (conflicts across files are caught too).
+
+    Args:
+        group_column (str | None): the column naming each prompt's source (optional: when no row has it, the
+            data has no groups; when some rows have it, every row must). Default ``"source"``.
+        group_depth (int): keep only the first N ``:``-separated parts of the source (``1`` turns
+            ``"dataset:category:id"`` into ``"dataset"``); 0 keeps it whole. Default 0.
+    """
     if not paths:
         raise DataError("no data files given; pass at least one .jsonl or .csv file")
     texts: list[str] = []
     labels: list[str] = []
     origins: list[str] = []
+    groups: list[str | None] = []
     for path in paths:
-        for text, label, origin in _read_rows(Path(path), text_column, label_column):
+        for text, label, origin, group in _read_rows(Path(path), text_column, label_column, group_column):
             texts.append(text)
             labels.append(label)
             origins.append(origin)
-    return _validated(texts, labels, origins, min_per_label=min_per_label)
+            groups.append(group if not group_depth or group is None else ":".join(group.split(":")[:group_depth]))
+    return _validated(texts, labels, origins, min_per_label=min_per_label, groups=_all_or_none(groups, origins))
+
+
+def _all_or_none(groups: list[str | None], origins: list[str]) -> list[str] | None:
+    """The groups when every row has one, None when no row has one; a DataError naming the first row without."""
+    if all(g is None for g in groups):
+        return None
+    missing = next((o for g, o in zip(groups, origins, strict=True) if g is None), None)
+    if missing is not None:
+        raise DataError(
+            f"{missing}: no source, while other rows have one; give every row a source, or none "
+            "(or choose another column with --group-column)"
+        )
+    return [str(g) for g in groups]
 
 
 def load_file(
-    path: str | Path, *, text_column: str = "text", label_column: str = "label", min_per_label: int = 1
+    path: str | Path,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    min_per_label: int = 1,
+    group_column: str | None = "source",
+    group_depth: int = 0,
 ) -> LabelledPrompts:
     """Load one JSONL (one object per line) or CSV (with a header row) file of labelled prompts."""
-    return load_files([path], text_column=text_column, label_column=label_column, min_per_label=min_per_label)
+    return load_files(
+        [path], text_column=text_column, label_column=label_column, min_per_label=min_per_label,
+        group_column=group_column, group_depth=group_depth,
+    )  # fmt: skip
 
 
 def from_lists(texts: Sequence[Any], labels: Sequence[Any], *, min_per_label: int = 1) -> LabelledPrompts:
@@ -184,7 +224,11 @@ def _none_if_nan(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
 
-def _read_rows(path: Path, text_column: str, label_column: str) -> Iterable[tuple[str, str, str]]:
+Row = tuple[str, str, str, str | None]
+"""Text, label, origin (``file:line``) and source of one row."""
+
+
+def _read_rows(path: Path, text_column: str, label_column: str, group_column: str | None) -> Iterable[Row]:
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".csv"):
         raise DataError(f"{path}: unsupported file type {suffix!r}; expected .jsonl (one JSON object a line) or .csv")
@@ -195,14 +239,16 @@ def _read_rows(path: Path, text_column: str, label_column: str) -> Iterable[tupl
     with handle:
         try:
             if suffix == ".jsonl":
-                yield from _read_jsonl(handle, path, text_column, label_column)
+                yield from _read_jsonl(handle, path, text_column, label_column, group_column)
             else:
-                yield from _read_csv(handle, path, text_column, label_column)
+                yield from _read_csv(handle, path, text_column, label_column, group_column)
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
 
 
-def _read_jsonl(handle: Any, path: Path, text_column: str, label_column: str) -> Iterable[tuple[str, str, str]]:
+def _read_jsonl(
+    handle: Any, path: Path, text_column: str, label_column: str, group_column: str | None
+) -> Iterable[Row]:
     for number, line in enumerate(handle, start=1):
         if not line.strip():
             continue
@@ -218,10 +264,10 @@ def _read_jsonl(handle: Any, path: Path, text_column: str, label_column: str) ->
                 f'{origin}: expected a JSON object like {{"text": ..., "label": ...}}, found {type(row).__name__}'
             )
         _check_columns(list(row), text_column, label_column, origin)
-        yield _check_row(row[text_column], row[label_column], origin)
+        yield (*_check_row(row[text_column], row[label_column], origin), _group(row, group_column, origin))
 
 
-def _read_csv(handle: Any, path: Path, text_column: str, label_column: str) -> Iterable[tuple[str, str, str]]:
+def _read_csv(handle: Any, path: Path, text_column: str, label_column: str, group_column: str | None) -> Iterable[Row]:
     reader = csv.DictReader(handle)
     if reader.fieldnames is None:
         raise DataError(
@@ -232,7 +278,17 @@ def _read_csv(handle: Any, path: Path, text_column: str, label_column: str) -> I
         origin = f"{path}:{reader.line_num}"
         if None in row:
             raise DataError(f"{origin}: more fields than the header has columns; quote fields that contain commas")
-        yield _check_row(row[text_column], row[label_column] or None, origin)
+        yield (*_check_row(row[text_column], row[label_column] or None, origin), _group(row, group_column, origin))
+
+
+def _group(row: dict[str, Any], column: str | None, origin: str) -> str | None:
+    """The row's source (``None`` without one); a number is read as its text."""
+    value = _none_if_nan(row.get(column)) if column else None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | int):
+        raise DataError(f"{origin}: source must be a string, found {type(value).__name__} ({value!r:.60})")
+    return str(value).strip()
 
 
 def _check_columns(columns: list[str], text_column: str, label_column: str, origin: str) -> None:
@@ -256,7 +312,9 @@ def _check_row(text: Any, label: Any, origin: str) -> tuple[str, str, str]:
     return text, label.strip(), origin
 
 
-def _validated(texts: list[str], labels: list[str], origins: list[str], *, min_per_label: int) -> LabelledPrompts:
+def _validated(
+    texts: list[str], labels: list[str], origins: list[str], *, min_per_label: int, groups: list[str] | None = None
+) -> LabelledPrompts:
     labels = [label.strip() for label in labels]
     first_seen: dict[str, tuple[str, str]] = {}
     duplicates: list[tuple[str, str]] = []
@@ -274,7 +332,7 @@ def _validated(texts: list[str], labels: list[str], origins: list[str], *, min_p
             first_seen[key] = (label, origin)
     if duplicates:
         logger.warning("%d exact duplicate prompt(s), e.g. %s repeats %s", len(duplicates), *duplicates[0])
-    data = LabelledPrompts(texts, labels, origins, duplicates)
+    data = LabelledPrompts(texts, labels, origins, duplicates, groups)
     if not texts:
         raise DataError("no labelled prompts found; the input is empty")
     data.check_min_per_label(min_per_label)

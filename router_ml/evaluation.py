@@ -17,12 +17,20 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from .baselines import EMBEDDING_BASELINES, TEXT_BASELINES
 from .data import LabelledPrompts
 from .embed import embed_texts
-from .metrics import Calibration, ClassificationReport, calibration, classification_report
+from .exceptions import DataError
+from .metrics import (
+    Calibration,
+    ClassificationReport,
+    calibration,
+    classification_report,
+    paired_bootstrap,
+    per_group_scores,
+)
 from .model import EmbeddingClassifier, RouterModel
 from .routes import RouteTable
 
@@ -73,34 +81,67 @@ def compare_baselines(
     y_test: Sequence[str],
     texts_test: Sequence[str],
     labels: Sequence[str],
-) -> dict[str, dict[str, float]]:
-    """Fit each baseline on the training set and score it on the test set (accuracy and macro-F1)."""
-    scores: dict[str, dict[str, float]] = {}
+    reference: Sequence[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Fit each baseline on the training set and score it on the test set (accuracy and macro-F1).
+
+    With ``reference`` (the router's predictions on the same test set), each baseline also gets
+    ``router_minus_baseline``: the router's macro-F1 lead with its paired bootstrap 95 % interval.
+    """
+    predictions: dict[str, list[str]] = {}
     for name, factory in EMBEDDING_BASELINES.items():
-        pred = factory().fit(X_train, y_train).predict(X_test)
-        r = classification_report(y_test, list(pred), labels)
-        scores[name] = {"accuracy": r.accuracy, "macro_f1": r.macro_f1}
+        predictions[name] = list(factory().fit(X_train, y_train).predict(X_test))
     for name, factory in TEXT_BASELINES.items():
-        pred = factory().fit(list(texts_train), y_train).predict(list(texts_test))
-        r = classification_report(y_test, list(pred), labels)
+        predictions[name] = list(factory().fit(list(texts_train), y_train).predict(list(texts_test)))
+    scores: dict[str, dict[str, Any]] = {}
+    for name, pred in predictions.items():
+        r = classification_report(y_test, pred, labels)
         scores[name] = {"accuracy": r.accuracy, "macro_f1": r.macro_f1}
+        if reference is not None:
+            scores[name]["router_minus_baseline"] = paired_bootstrap(y_test, pred, reference)
     return scores
 
 
+def _folds(y: np.ndarray, groups: Sequence[str] | None, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k-fold splits; grouped (every source wholly on one side) when ``groups`` is given."""
+    if groups is None:
+        return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    if len(set(groups)) < folds:
+        raise DataError(
+            f"grouped cross-validation with {folds} folds needs at least {folds} sources, found {len(set(groups))}; "
+            "use fewer folds or a column with more sources"
+        )
+    splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y, groups=list(groups)))
+
+
 def cross_validate_methods(
-    texts: Sequence[str], labels: Sequence[str], X: np.ndarray, head: EmbeddingClassifier, folds: int = 5, seed: int = 0
-) -> dict[str, dict[str, float]]:
-    """Router head vs every baseline under the same stratified k-fold split of one labelled set.
+    texts: Sequence[str],
+    labels: Sequence[str],
+    X: np.ndarray,
+    head: EmbeddingClassifier,
+    folds: int = 5,
+    seed: int = 0,
+    groups: Sequence[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Router head vs every baseline under the same k-fold split of one labelled set.
+
+    With ``groups`` (each prompt's source) the folds are grouped: a source is never on both sides of a split,
+    which estimates quality on *new* sources. Random k-fold flatters a router, because near-duplicates from one
+    source (the same template, the same author) land in training and test alike.
 
     Returns:
-        dict: method → mean and standard deviation of macro-F1 over the folds.
+        dict: method → mean and standard deviation of macro-F1 over the folds; with ``groups``, the router's
+        entry also holds ``per_source``: each source's out-of-fold scores, worst first.
     """
     y = np.asarray(labels)
     texts_arr = np.asarray(texts, dtype=object)
     per_method: dict[str, list[float]] = {"router": []}
-    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+    out_of_fold = np.empty(len(y), dtype=object)
+    for train_idx, test_idx in _folds(y, groups, folds, seed):
         fitted = clone(head).fit(X[train_idx], y[train_idx], texts=list(texts_arr[train_idx]))
         pred = fitted.predict(X[test_idx], texts=list(texts_arr[test_idx]))
+        out_of_fold[test_idx] = pred
         per_method["router"].append(classification_report(y[test_idx], list(pred)).macro_f1)
         base = compare_baselines(
             X[train_idx],
@@ -113,9 +154,12 @@ def cross_validate_methods(
         )
         for name, score in base.items():
             per_method.setdefault(name, []).append(score["macro_f1"])
-    return {
+    result: dict[str, dict[str, Any]] = {
         name: {"macro_f1_mean": float(np.mean(v)), "macro_f1_std": float(np.std(v))} for name, v in per_method.items()
     }
+    if groups is not None:
+        result["router"]["per_source"] = per_group_scores(list(y), list(out_of_fold), groups)
+    return result
 
 
 @dataclass
@@ -130,12 +174,17 @@ class EvalReport:
     abstention_rate: float
     routed_report: ClassificationReport
     cost: dict[str, Any]
-    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    per_source: dict[str, dict[str, float]] | None = None
+    """Each source's scores, worst first, when the data says where each prompt came from."""
+    predicted: list[str] = field(default_factory=list, repr=False)
+    """The router's label for each prompt, in order (not written to the JSON report)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         out = asdict(self)
+        del out["predicted"]
         out["report"] = self.report.to_dict()
         out["routed_report"] = self.routed_report.to_dict()
         return out
@@ -160,10 +209,20 @@ class EvalReport:
             f"cost of this workload: routed ${c['routed_usd']:.4f} vs all-premium ({c['premium_model']}) "
             f"${c['premium_usd']:.4f} -> {c['saving_vs_premium']:.1%} saved (perfect routing ${c['oracle_usd']:.4f})",
         ]
+        if self.per_source:
+            worst, scores = next(iter(self.per_source.items()))
+            lines += ["", f"per source (macro-F1, worst first; worst: {worst} {scores['macro_f1']:.3f}):"]
+            lines += [f"  {g:<40}{s['macro_f1']:.3f}  (n={s['n']})" for g, s in self.per_source.items()]
         if self.baselines:
-            lines += ["", "baselines on the same data (macro-F1):", f"  {'router':<22}{self.report.macro_f1:.3f}"]
-            lines += [f"  {name:<22}{s['macro_f1']:.3f}" for name, s in self.baselines.items()]
+            lines += ["", "baselines on the same data (macro-F1; router's lead, paired bootstrap 95% interval):"]
+            lines.append(f"  {'router':<22}{self.report.macro_f1:.3f}")
+            lines += [f"  {name:<22}{s['macro_f1']:.3f}{_lead(s)}" for name, s in self.baselines.items()]
         return "\n".join(lines)
+
+
+def _lead(score: Mapping[str, Any]) -> str:
+    lead = score.get("router_minus_baseline")
+    return f"   {lead['delta']:+.3f} [{lead['low']:+.3f}, {lead['high']:+.3f}]" if lead else ""
 
 
 def evaluate(
@@ -212,7 +271,9 @@ def evaluate(
         X_train = (
             model.embedder.encode(train.texts, show_progress=True) if train_embeddings is None else train_embeddings
         )  # type: ignore[union-attr]
-        baselines = compare_baselines(X_train, train.labels, train.texts, X, data.labels, data.texts, labels)
+        baselines = compare_baselines(
+            X_train, train.labels, train.texts, X, data.labels, data.texts, labels, reference=predicted
+        )
     return EvalReport(
         dataset=dataset,
         report=classification_report(data.labels, predicted, labels),
@@ -224,4 +285,6 @@ def evaluate(
         cost=estimate_cost(data.texts, data.labels, routed, routes),
         baselines=baselines,
         errors=errors[:max_errors],
+        per_source=None if data.groups is None else per_group_scores(data.labels, predicted, data.groups),
+        predicted=predicted,
     )

@@ -14,6 +14,8 @@ __all__ = [
     "ClassificationReport",
     "calibration",
     "classification_report",
+    "paired_bootstrap",
+    "per_group_scores",
     "threshold_for_precision",
     "threshold_for_route_share",
 ]
@@ -172,3 +174,79 @@ def threshold_for_route_share(
             best = (float(threshold), share)
     assert best is not None
     return best
+
+
+def per_group_scores(
+    y_true: Sequence[str], y_pred: Sequence[str], groups: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Accuracy and macro-F1 of each source (a data set, a batch, a customer), worst macro-F1 first.
+
+    A source's macro-F1 averages over the labels it actually contains, so a source of one label scores its F1.
+    """
+    by_group: dict[str, list[int]] = {}
+    for i, group in enumerate(groups):
+        by_group.setdefault(group, []).append(i)
+    scores = {}
+    for group, rows in by_group.items():
+        truth, pred = [y_true[i] for i in rows], [y_pred[i] for i in rows]
+        present = sorted(set(truth))
+        scores[group] = {
+            "n": len(rows),
+            "accuracy": float(accuracy_score(truth, pred)),
+            "macro_f1": float(f1_score(truth, pred, labels=present, average="macro", zero_division=0)),
+        }
+    return dict(sorted(scores.items(), key=lambda item: (item[1]["macro_f1"], item[0])))
+
+
+def _macro_f1_batched(truth: np.ndarray, pred: np.ndarray, n_labels: int) -> np.ndarray:
+    """Macro-F1 along the last axis of integer-coded labels (labels absent from a row's truth are left out)."""
+    f1s, present = [], []
+    for k in range(n_labels):
+        is_true, is_pred = truth == k, pred == k
+        tp = np.sum(is_true & is_pred, axis=-1)
+        denominator = np.sum(is_true, axis=-1) + np.sum(is_pred, axis=-1)
+        f1s.append(np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0))
+        present.append(np.any(is_true, axis=-1))
+    f1, mask = np.stack(f1s), np.stack(present)
+    return (f1 * mask).sum(axis=0) / np.maximum(mask.sum(axis=0), 1)
+
+
+def paired_bootstrap(
+    y_true: Sequence[str],
+    pred_a: Sequence[str],
+    pred_b: Sequence[str],
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """The macro-F1 difference ``b − a`` on the same prompts, with a paired bootstrap confidence interval.
+
+    Prompts are resampled with replacement, the same prompts for both predictions (scipy's ``bootstrap`` with
+    ``paired=True``, percentile method), so the interval reflects how much the difference depends on which
+    prompts happened to be in the set.
+
+    Returns:
+        dict: ``delta`` (on the full set), ``low`` and ``high`` (the interval), ``confidence``, ``n``.
+    """
+    from scipy.stats import bootstrap
+
+    labels = sorted(set(y_true) | set(pred_a) | set(pred_b))
+    code = {label: i for i, label in enumerate(labels)}
+    t, a, b = (np.array([code[v] for v in values]) for values in (y_true, pred_a, pred_b))
+
+    def delta(t: np.ndarray, a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _macro_f1_batched(t, b, len(labels)) - _macro_f1_batched(t, a, len(labels))
+
+    result = bootstrap(
+        (t, a, b), delta, paired=True, vectorized=True, n_resamples=n_resamples, confidence_level=confidence,
+        method="percentile", random_state=np.random.default_rng(seed),
+    )  # fmt: skip
+    interval = result.confidence_interval
+    return {
+        "delta": round(float(delta(t, a, b)), 4),
+        "low": round(float(interval.low), 4),
+        "high": round(float(interval.high), 4),
+        "confidence": confidence,
+        "n": len(t),
+    }

@@ -19,6 +19,7 @@ from .options import (
     backend_option,
     data_columns,
     data_files_option,
+    group_options,
     labelled_data,
     model_option,
     routes_option,
@@ -135,15 +136,18 @@ def train(
     "cv_folds",
     type=int,
     default=0,
-    help="Also compare router vs baselines by K-fold cross-validation on the evaluation data itself.",
+    help="Also compare router vs baselines by K-fold cross-validation on the evaluation data itself "
+    "(grouped by source when the data has one: no source on both sides of a split).",
 )
 @backend_option()
 @data_columns
+@group_options
 def eval_command(
     model_dir: Path, data_files: tuple[Path, ...], routes: Path | None, report_dir: Path | None, baselines: bool,
-    cv_folds: int, backend: str | None, text_column: str, label_column: str,
+    cv_folds: int, backend: str | None, text_column: str, label_column: str, group_column: str, group_depth: int,
 ) -> None:  # fmt: skip
-    """Evaluate a trained router: accuracy, macro-F1, per-class scores, confusion matrix, calibration, cost.
+    """Evaluate a trained router: accuracy, macro-F1, per-class scores, confusion matrix, calibration, cost, and
+    per-source scores with the worst source when the data says where each prompt came from.
 
     Writes report.json, confusion_matrix.png and reliability.png to --report-dir.
     """
@@ -155,7 +159,10 @@ def eval_command(
 
     router = Router.load(model_dir, routes, backend=backend)
     model = router.artifact.model
-    data, name = labelled_data(data_files, "heldout", text_column=text_column, label_column=label_column)
+    data, name = labelled_data(
+        data_files, "heldout", text_column=text_column, label_column=label_column, group_column=group_column,
+        group_depth=group_depth,
+    )  # fmt: skip
     assert model.embedder is not None
     X = embed_texts(model.embedder, data.texts)
     train_data = load_bundled("train") if baselines else None
@@ -183,11 +190,16 @@ def _cross_validation(data: LabelledPrompts, X: np.ndarray, head: Any, folds: in
     """Compare the router's head with the baselines by ``folds``-fold cross-validation on ``data``; print it."""
     from ..evaluation import cross_validate_methods
 
-    cv = cross_validate_methods(data.texts, data.labels, X, head, folds=folds)
-    click.echo(f"\n{folds}-fold cross-validation on {name} (macro-F1 mean ± std):")
+    cv = cross_validate_methods(data.texts, data.labels, X, head, folds=folds, groups=data.groups)
+    kind = "grouped by source" if data.groups is not None else "stratified, random"
+    click.echo(f"\n{folds}-fold cross-validation ({kind}) on {name} (macro-F1 mean ± std):")
     for method, s in cv.items():
         click.echo(f"  {method:<22}{s['macro_f1_mean']:.3f} ± {s['macro_f1_std']:.3f}")
-    return {"cross_validation": {"folds": folds, "methods": cv}}
+    per_source = cv["router"].get("per_source")
+    if per_source:
+        worst, scores = next(iter(per_source.items()))
+        click.echo(f"  router's worst source out of fold: {worst} {scores['macro_f1']:.3f} (n={scores['n']})")
+    return {"cross_validation": {"folds": folds, "grouped": data.groups is not None, "methods": cv}}
 
 
 @cli.command()
@@ -241,7 +253,9 @@ def demo(ctx: click.Context, out: Path, dev: Path | None) -> None:
     ctx.invoke(eval_command, model_dir=out)
     if dev is not None:
         click.echo("")
-        ctx.invoke(eval_command, model_dir=out, data_files=(dev,), report_dir=out / "eval-dev", cv_folds=5)
+        ctx.invoke(
+            eval_command, model_dir=out, data_files=(dev,), report_dir=out / "eval-dev", cv_folds=5, group_depth=1
+        )
     click.echo("\nfaster embedder backends, measured against torch on the same data:")
     ctx.invoke(backends, model_dir=out)
     if dev is not None:

@@ -32,6 +32,7 @@ __all__ = [
     "data_columns",
     "data_files_option",
     "db_option",
+    "group_options",
     "labelled_data",
     "model_option",
     "routes_option",
@@ -118,17 +119,35 @@ def data_columns(func: F) -> F:
     return click.option("--label-column", default="label", show_default=True, help="Column holding the label.")(func)
 
 
+def group_options(func: F) -> F:
+    """``--group-column`` and ``--group-depth``: where labelled files say which source each prompt came from."""
+    func = click.option(
+        "--group-column", default="source", show_default=True,
+        help="Column naming each prompt's source (data set, batch, customer): per-source scores, grouped --cv.",
+    )(func)  # fmt: skip
+    return click.option(
+        "--group-depth", type=click.IntRange(0), default=0, show_default=True,
+        help="Keep the first N ':'-separated parts of the source (1: 'dataset:category:id' → 'dataset'; 0: all).",
+    )(func)  # fmt: skip
+
+
 def labelled_data(
     files: tuple[Path, ...],
     split: Literal["train", "heldout"],
     *,
     text_column: str = "text",
     label_column: str = "label",
+    group_column: str | None = "source",
+    group_depth: int = 0,
 ) -> tuple[LabelledPrompts, str]:
-    """The labelled ``files`` (or, when none are given, the bundled ``split``) and a name for them to print."""
+    """The labelled ``files`` (or, when none are given, the bundled ``split``, grouped by batch file) and a name
+    for them to print."""
     from ..data import load_bundled, load_files
 
     if files:
-        data = load_files(files, text_column=text_column, label_column=label_column)
+        data = load_files(
+            files, text_column=text_column, label_column=label_column, group_column=group_column,
+            group_depth=group_depth,
+        )  # fmt: skip
         return data, ", ".join(str(f) for f in files)
     return load_bundled(split), "bundled held-out split" if split == "heldout" else "bundled training split"

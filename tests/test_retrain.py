@@ -58,6 +58,10 @@ def test_good_feedback_is_promoted(small_artifact, small_data, pools, embedder, 
     saved = json.loads((models / "router-v001" / "retrain-report.json").read_text())
     assert saved["promoted"] and saved["metric"] == "macro_f1"
     assert "PROMOTED" in report.format() and "champion" in report.format()
+    d = report.difference
+    assert d["n"] == len(heldout) and d["low"] <= d["delta"] <= d["high"]
+    assert d["delta"] == pytest.approx(report.challenger_score - report.champion_score, abs=1e-3)
+    assert "paired bootstrap 95% interval" in report.format() and saved["difference"] == d
 
 
 def test_bad_feedback_is_refused_and_dry_run_writes_nothing(small_artifact, small_data, pools, embedder, tmp_path):
@@ -69,6 +73,8 @@ def test_bad_feedback_is_refused_and_dry_run_writes_nothing(small_artifact, smal
     assert not report.promoted and report.challenger is None
     assert report.challenger_score < report.champion_score
     assert "below champion" in report.reason and "NOT promoted" in report.format()
+    assert report.difference["high"] < 0
+    assert ": worse" in report.format()  # all-wrong feedback: the whole interval is below zero
     assert not models.exists()
     dry = retrain(small_artifact, small_data, heldout, models_dir=models, config=CONFIG, dry_run=True)
     assert dry.dry_run and not dry.promoted and not models.exists()

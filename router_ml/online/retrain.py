@@ -24,6 +24,7 @@ from .. import artifact
 from ..data import LabelledPrompts
 from ..evaluation import evaluate
 from ..exceptions import DataError
+from ..metrics import paired_bootstrap
 from ..routes import load_routes
 from ..training import TrainConfig, train
 
@@ -59,6 +60,8 @@ class RetrainReport:
     challenger_score: float
     no_worse: bool
     """The verdict: the challenger's score is within ``tolerance`` of the champion's or better."""
+    difference: dict[str, float]
+    """Challenger − champion macro-F1 on the same prompts, with its paired bootstrap 95 % interval."""
     promoted: bool
     reason: str
     challenger: str | None
@@ -87,6 +90,12 @@ class RetrainReport:
         rows = [("accuracy", c["accuracy"], h["accuracy"]), ("macro-F1", c["macro_f1"], h["macro_f1"])]
         rows += [(f"F1 {label}", c["per_class"][label]["f1"], h["per_class"][label]["f1"]) for label in c["labels"]]
         lines += [f"{name:<22}{a:>10.3f}{b:>12.3f}{b - a:>+9.3f}" for name, a, b in rows]
+        d = self.difference
+        noise = "within noise" if d["low"] <= 0.0 <= d["high"] else ("better" if d["low"] > 0 else "worse")
+        lines.append(
+            f"macro-F1 change {d['delta']:+.3f}, paired bootstrap 95% interval [{d['low']:+.3f}, {d['high']:+.3f}] "
+            f"on {d['n']} prompts: {noise}"
+        )
         verdict = "PROMOTED" if self.promoted else ("would promote (dry run)" if self.no_worse else "NOT promoted")
         lines += ["", f"{verdict}: {self.reason}"]
         if self.challenger:
@@ -178,6 +187,7 @@ def retrain(
         champion_score=champ_score,
         challenger_score=chall_score,
         no_worse=no_worse,
+        difference=paired_bootstrap(eval_data.labels, champ.predicted, chall.predicted),
         promoted=False,
         reason=reason,
         challenger=None,

@@ -1,0 +1,115 @@
+"""How well does the router carry to prompts from sources it has not seen? Before/after numbers for data and model.
+
+One run, one embedding pass (through the embedding cache), one head setting:
+
+1. the bundled held-out split, trained on the training split;
+2. ``dev.jsonl`` (real third-party prompts, when present) per source and its worst source, same model;
+3. leave-one-batch-out over every bundled batch file: each batch scored by a head trained on all the others
+   (pooled macro-F1, and each batch's own);
+4. the confusion matrix of each.
+
+``--exclude`` leaves batch files out of the bundled data, so a data round is measured against the data before it
+in the same run (``--exclude creative_on_material,premises_and_setups,many_voices``).
+
+    python scripts/generalization.py [--backend onnx] [--C 16] [--exclude a,b] [--json out.json] [--no-lobo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from router_ml.data import LabelledPrompts, is_heldout, load_bundled, load_file
+from router_ml.embed import embed_texts, make_embedder
+from router_ml.metrics import classification_report, per_group_scores
+from router_ml.model import EmbeddingClassifier
+
+DEV = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev.jsonl"
+
+
+def _head(args: argparse.Namespace) -> EmbeddingClassifier:
+    return EmbeddingClassifier(C=args.C, tfidf=not args.no_tfidf, calibration="none")
+
+
+def _fit_predict(args, X, texts, y, train_idx, test_idx) -> list[str]:
+    head = _head(args).fit(X[train_idx], y[train_idx], texts=[texts[i] for i in train_idx])
+    return list(head.predict(X[test_idx], texts=[texts[i] for i in test_idx]))
+
+
+def _summary(name: str, truth: list[str], pred: list[str], groups: list[str] | None) -> dict:
+    report = classification_report(truth, pred, ["code", "creative", "reasoning", "simple"])
+    out = {"name": name, "n": len(truth), "macro_f1": round(report.macro_f1, 4), "accuracy": round(report.accuracy, 4)}
+    out["f1"] = {k: round(v["f1"], 4) for k, v in report.per_class.items()}
+    out["recall"] = {k: round(v["recall"], 4) for k, v in report.per_class.items()}
+    out["confusion"] = report.confusion
+    if groups is not None:
+        scores = per_group_scores(truth, pred, groups)
+        out["per_source"] = {g: round(s["macro_f1"], 4) for g, s in scores.items()}
+        worst = next(iter(scores))
+        out["worst_source"] = {"name": worst, "macro_f1": round(scores[worst]["macro_f1"], 4)}
+    return out
+
+
+def _print(result: dict) -> None:
+    worst = result.get("worst_source")
+    tail = f"; worst source {worst['name']} {worst['macro_f1']:.3f}" if worst else ""
+    f1 = " / ".join(f"{v:.3f}" for v in result["f1"].values())
+    print(f"{result['name']:<28} n={result['n']:>5}  macro-F1 {result['macro_f1']:.4f}  F1 c/cr/r/s {f1}{tail}")
+    print(f"{'':<28} creative recall {result['recall']['creative']:.3f}; confusion {result['confusion']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default="onnx", help="embedder backend (onnx gives torch's labels, faster)")
+    parser.add_argument("--C", type=float, default=16.0)
+    parser.add_argument("--no-tfidf", action="store_true")
+    parser.add_argument("--exclude", default="", help="comma-separated batch files (stems) to leave out")
+    parser.add_argument("--no-lobo", action="store_true", help="skip leave-one-batch-out")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    excluded = {e for e in args.exclude.split(",") if e}
+    every = load_bundled("all")
+    assert every.groups is not None
+    keep = [i for i, g in enumerate(every.groups) if g not in excluded]
+    bundled = every.subset(keep)
+    embedder = make_embedder(backend=args.backend)
+    texts, y = bundled.texts, np.asarray(bundled.labels)
+    X = embed_texts(embedder, every.texts)[keep]  # one cached pass over every batch, whatever is excluded
+    print(f"{len(bundled)} bundled prompts in {len(set(bundled.groups or []))} batches (excluded: {sorted(excluded)})")
+    train_idx = np.array([i for i, t in enumerate(texts) if not is_heldout(t)])
+    held_idx = np.array([i for i, t in enumerate(texts) if is_heldout(t)])
+    results = []
+    head = _head(args).fit(X[train_idx], y[train_idx], texts=[texts[i] for i in train_idx])
+    held_pred = list(head.predict(X[held_idx], texts=[texts[i] for i in held_idx]))
+    results.append(_summary("held-out split", list(y[held_idx]), held_pred, None))
+    if DEV.is_file():
+        dev: LabelledPrompts = load_file(DEV, group_depth=1)
+        dev_pred = list(head.predict(embed_texts(embedder, dev.texts), texts=dev.texts))
+        results.append(_summary("dev.jsonl", dev.labels, dev_pred, dev.groups))
+    if not args.no_lobo:
+        groups = np.asarray(bundled.groups)
+        pred = np.empty(len(y), dtype=object)
+        for group in sorted(set(groups)):
+            out = np.flatnonzero(groups == group)
+            pred[out] = _fit_predict(args, X, texts, y, np.flatnonzero(groups != group), out)
+        results.append(_summary("leave-one-batch-out", list(y), list(pred), list(groups)))
+    for result in results:
+        _print(result)
+    print(f"({time.perf_counter() - started:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

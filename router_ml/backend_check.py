@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import MACRO_F1_TOLERANCE, export_dir, read_manifest, resolve, write_manifest
 from .artifact import load as load_artifact
+from .artifact_backends import MACRO_F1_TOLERANCE, backend_embedder, record_export
 from .data import LabelledPrompts
-from .embed import ONNX_BACKENDS, embed_texts, make_embedder
+from .embed import ONNX_BACKENDS, embed_texts
+from .manifest import read_manifest, resolve, write_manifest
 from .metrics import classification_report
 
 __all__ = ["BackendReport", "measure_backends"]
@@ -73,8 +74,9 @@ def measure_backends(
     reference_f1 = classification_report(data.labels, list(reference_labels)).macro_f1
     reports = []
     for backend in backends:
-        kwargs = {"export_dir": export_dir(path)} if backend in ONNX_BACKENDS else {}
-        embedder = make_embedder(model.embedder.name, backend, **kwargs)
+        manifest = read_manifest(path)  # the ONNX export, once adopted and recorded, is in its file list
+        embedder, adopted = backend_embedder(path, manifest, backend)
+        record_export(path, manifest, embedder, adopted)
         started = time.perf_counter()
         X = embedder.encode(data.texts, batch_size=32, show_progress=True)
         seconds = time.perf_counter() - started

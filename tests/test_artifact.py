@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -9,6 +10,7 @@ import pytest
 from router_ml import artifact
 from router_ml.artifact import LibraryVersionWarning, library_versions
 from router_ml.exceptions import ArtifactError
+from router_ml.routes import bundled_routes_path
 
 
 def test_round_trip_gives_identical_predictions(small_artifact, small_result, small_data, embedder):
@@ -28,6 +30,7 @@ def test_manifest_contents(small_artifact, small_data, small_result):
         "threshold",
         "embedder",
         "head",
+        "files",
         "training_data",
         "metrics",
         "library_versions",
@@ -47,7 +50,25 @@ def test_manifest_contents(small_artifact, small_data, small_result):
     }
     assert manifest["library_versions"] == library_versions()
     assert manifest["metrics"]["cv_macro_f1"] == small_result.metrics["cv_macro_f1"]
-    assert (small_artifact / "head.joblib").is_file() and (small_artifact / "routes.toml").is_file()
+    assert manifest["head"] == {
+        "class": "EmbeddingClassifier",
+        "format": "router-ml/head",
+        "format_version": 1,
+        "files": ["head.json", "head.safetensors"],
+        "params": small_result.model.head_.get_params(),
+    }
+    # every file the loader reads is listed with its SHA-256 and size, and nothing else is in the directory
+    assert sorted(manifest["files"]) == ["head.json", "head.safetensors", "routes.toml"]
+    for name, entry in manifest["files"].items():
+        data = (small_artifact / name).read_bytes()
+        assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    assert sorted(p.name for p in small_artifact.iterdir()) == [
+        "head.json",
+        "head.safetensors",
+        "manifest.json",
+        "routes.toml",
+    ]
+    assert (small_artifact / "routes.toml").read_bytes() == bundled_routes_path().read_bytes()
 
 
 def _tampered(src, tmp_path, edit):
@@ -87,8 +108,8 @@ def test_schema_and_missing_files(small_artifact, tmp_path, embedder):
 
 def test_missing_head_file(small_artifact, tmp_path, embedder):
     path = _tampered(small_artifact, tmp_path, lambda m: None)
-    (path / "head.joblib").unlink()
-    with pytest.raises(ArtifactError, match=r"head\.joblib not found"):
+    (path / "head.safetensors").unlink()
+    with pytest.raises(ArtifactError, match=r"head\.safetensors is missing: the manifest lists it"):
         artifact.load(path, embedder=embedder)
 
 

@@ -1,0 +1,152 @@
+"""An artifact's embedder backends: its ONNX export (made, checked and recorded at first use) and the check that
+refuses a backend of another numeric family unless measured good enough (see :mod:`router_ml.backend_check`).
+
+The export lives in ``<artifact>/onnx`` when the artifact is writable (else in the shared embedding cache). Once
+recorded, its files are in the manifest's ``files`` and checked at every load like the others. Before that (made
+at first use, or copied in), it is adopted at the first use of an ONNX backend: its file names and sizes are
+checked and its files hashed (:func:`router_ml.integrity.export_entries`) before the embedder reads any of them,
+and the hashes are recorded once the backend is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .embed import BACKENDS, PRECISION, Embedder, make_embedder
+from .exceptions import ArtifactError, EmbedderError
+from .integrity import EXPORT_FILES, ONNX_DIR, export_entries
+from .manifest import write_manifest
+
+__all__ = ["MACRO_F1_TOLERANCE", "backend_embedder", "check_backend", "export_dir", "record_export"]
+
+MACRO_F1_TOLERANCE = 0.01
+"""Largest macro-F1 drop (measured by :func:`router_ml.backend_check.measure_backends`) accepted for a backend of
+another numeric family than the one the router was trained on."""
+_EXPORT_KEYS = {f"{ONNX_DIR}/{name}" for name in EXPORT_FILES}
+
+
+def export_dir(path: Path) -> Path | None:
+    """Where an artifact keeps its ONNX export: ``<artifact>/onnx`` if it exists or can be made, else ``None``
+    (the shared embedding cache)."""
+    folder = path / ONNX_DIR
+    return folder if folder.is_dir() or os.access(path, os.W_OK) else None
+
+
+def _export_recorded(path: Path, manifest: dict[str, Any]) -> bool:
+    """The manifest lists the export and its files are there (so the load's integrity check covered them)."""
+    return set(manifest["files"]) >= _EXPORT_KEYS and (path / ONNX_DIR).is_dir()
+
+
+def backend_embedder(
+    path: Path, manifest: dict[str, Any], backend: str, *, checked: bool = False
+) -> tuple[Embedder, dict[str, dict[str, Any]] | None]:
+    """Build the embedder the manifest names on ``backend``, adopting the artifact's ONNX export if needed.
+
+    Args:
+        path (Path): the artifact directory.
+        manifest (dict): its manifest, as read.
+        backend (str): the embedder backend.
+        checked (bool): the caller just checked the artifact's files against the manifest (as
+            :func:`router_ml.artifact.load` does), so a recorded export's graph is not hashed a second time.
+
+    Returns:
+        tuple: the embedder (its graph loaded), and the entries of an export adopted now (to record with
+        :func:`record_export` once the backend is accepted), or ``None``.
+
+    Raises:
+        EmbedderError: the backend is unknown or cannot be built (the export fails, a leftover folder).
+        ArtifactError: an unrecorded ``onnx/`` that is not exactly an export.
+    """
+    name, spec = manifest["embedder"]["name"], BACKENDS.get(backend)
+    if spec is None or spec.graph_file is None:
+        return make_embedder(name, backend), None
+    folder = export_dir(path)
+    adopted, kwargs = None, {}
+    if folder is not None and not _export_recorded(path, manifest):
+        from .embed.onnx_export import export_onnx
+
+        export_onnx(name, folder)  # an existing complete export is kept (nothing in it is read here)
+        adopted = export_entries(path)
+    elif folder is not None and checked:
+        kwargs["verify"] = False  # the load just checked every file of the export against the manifest
+    embedder = make_embedder(name, backend, export_dir=folder, **kwargs)
+    embedder.warm_up()  # export (at first use) and load the graph now, so failures surface here
+    return embedder, adopted
+
+
+def record_export(
+    path: Path, manifest: dict[str, Any], embedder: Embedder, adopted: dict[str, dict[str, Any]] | None
+) -> None:
+    """Record an adopted export's files and fingerprint in the manifest (when the artifact is writable); warn
+    if the export in use differs from the recorded one."""
+    meta = getattr(embedder, "meta", None)
+    if meta is None:
+        return
+    export = {"source_fingerprint": meta["source_fingerprint"], "graphs": meta["graphs"], "opset": meta["opset"]}
+    recorded = manifest.get("onnx_export")
+    if adopted is not None or recorded is None:
+        if os.access(path, os.W_OK):
+            if adopted is not None:
+                files = {k: v for k, v in manifest["files"].items() if k not in _EXPORT_KEYS}
+                manifest["files"] = {**files, **adopted}
+            manifest["onnx_export"] = export
+            write_manifest(path, manifest)
+    elif recorded["graphs"] != export["graphs"]:
+        warnings.warn(
+            f"{path}: the ONNX export in use differs from the one recorded in the manifest (re-exported?); "
+            "float ONNX matches torch either way, but onnx-int8 must be measured again with `router-ml backends`",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def open_backend(
+    path: Path, manifest: dict[str, Any], backend: str, fallback_backend: str | None
+) -> tuple[Embedder, dict[str, dict[str, Any]] | None]:
+    """:func:`backend_embedder` for a load that has just checked the files, falling back (with a warning) to
+    ``fallback_backend`` if building fails."""
+    try:
+        return backend_embedder(path, manifest, backend, checked=True)
+    except EmbedderError as exc:
+        if fallback_backend is None:
+            raise
+        warnings.warn(f"{exc}; falling back to backend {fallback_backend!r} as asked", RuntimeWarning, stacklevel=3)
+        return backend_embedder(path, manifest, fallback_backend, checked=True)
+
+
+def check_backend(manifest: dict[str, Any], embedder: Embedder, *, allow_unmeasured: bool = False) -> None:
+    """Refuse embeddings of another numeric family than the router was trained on, unless measured good enough.
+
+    Raises:
+        ArtifactError: no measurement for this backend, a measurement of another export, or a macro-F1 drop
+            larger than ``MACRO_F1_TOLERANCE``.
+    """
+    trained, backend = manifest["embedder"].get("backend", "torch"), embedder.backend
+    if trained not in PRECISION or backend not in PRECISION or PRECISION[trained] == PRECISION[backend]:
+        return
+    record = manifest.get("backends", {}).get(backend)
+    fix = f"measure it with `router-ml backends <artifact> --backend {backend}`, or load it with backend {trained!r}"
+    if record is None:
+        message = (
+            f"this router was trained on {trained} ({PRECISION[trained]}) embeddings and has no measured accuracy "
+            f"on {backend} ({PRECISION[backend]}) embeddings, which differ slightly; {fix}"
+        )
+        if not allow_unmeasured:
+            raise ArtifactError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return
+    current = embedder.describe().get("export", {}).get("sha256")
+    if current != record["export"]["sha256"]:
+        raise ArtifactError(
+            f"the {backend} graph in use ({str(current)[:12]}…) is not the one measured for this router "
+            f"({record['export']['sha256'][:12]}…); {fix}"
+        )
+    if record["macro_f1_delta"] < -MACRO_F1_TOLERANCE:
+        raise ArtifactError(
+            f"on {backend} embeddings this router's macro-F1 was {record['macro_f1']:.3f}, "
+            f"{-record['macro_f1_delta']:.3f} below {trained} ({record['reference_macro_f1']:.3f}); more than the "
+            f"{MACRO_F1_TOLERANCE} tolerated. Load it with backend {trained!r} or 'onnx'"
+        )

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import load as load_artifact
-from .artifact_backends import MACRO_F1_TOLERANCE, backend_embedder, record_export
+from .artifact.backends import MACRO_F1_TOLERANCE, backend_embedder, record_export
+from .artifact.manifest import read_manifest, resolve, write_manifest
 from .data import LabelledPrompts
 from .embed import ONNX_BACKENDS, embed_texts
-from .manifest import read_manifest, resolve, write_manifest
 from .metrics import classification_report
 
 __all__ = ["BackendReport", "measure_backends"]

@@ -44,9 +44,9 @@ _NEW = """
 import sys, time
 from pathlib import Path
 import router_ml.artifact
-from router_ml.head_format import decode_head
-from router_ml.integrity import check_files
-from router_ml.manifest import read_manifest
+from router_ml.artifact.head_format import decode_head
+from router_ml.artifact.integrity import check_files
+from router_ml.artifact.manifest import read_manifest
 path = Path(sys.argv[1])
 started = time.perf_counter()
 manifest = read_manifest(path)

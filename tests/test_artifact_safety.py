@@ -19,12 +19,12 @@ from safetensors.numpy import save as save_tensors
 from sklearn.base import clone
 
 from router_ml import artifact
+from router_ml.artifact.head_format import decode_head, encode_head
+from router_ml.artifact.integrity import EXPORT_FILES, file_entry
 from router_ml.embed import embed_texts
 from router_ml.embed.onnx_export import export_onnx
 from router_ml.exceptions import ArtifactError
 from router_ml.fast_head import LinearHead
-from router_ml.head_format import decode_head, encode_head
-from router_ml.integrity import EXPORT_FILES, file_entry
 from router_ml.model import EmbeddingClassifier, RouterModel
 from router_ml.route import Router
 

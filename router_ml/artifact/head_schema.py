@@ -1,4 +1,4 @@
-"""What a data-only head may contain (see :mod:`router_ml.head_format`): checked before anything is built.
+"""What a data-only head may contain (see :mod:`router_ml.artifact.head_format`): checked before anything is built.
 
 Every check names what was expected and what was found. Sizes are bounded before any array is read: the number
 of labels, the embedding dimension, each vocabulary and the coefficient count, so a file that declares absurd
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import ArtifactError
-from .model import CALIBRATIONS, EmbeddingClassifier
+from ..exceptions import ArtifactError
+from ..model import CALIBRATIONS, EmbeddingClassifier
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "TensorSpec", "check_structure", "check_tensors", "header_size"]
 

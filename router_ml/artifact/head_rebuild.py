@@ -1,4 +1,4 @@
-"""Rebuild the fitted scikit-learn pieces of a head from checked data (see :mod:`router_ml.head_format`).
+"""Rebuild the fitted scikit-learn pieces of a head from checked data (see :mod:`router_ml.artifact.head_format`).
 
 Each piece is constructed with the parameters its fit used and given the fitted attributes it predicts with, in
 the dtypes the fit produced, so predictions are the same arithmetic on the same numbers. Calibration is rebuilt

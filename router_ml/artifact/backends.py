@@ -4,7 +4,7 @@ refuses a backend of another numeric family unless measured good enough (see :mo
 The export lives in ``<artifact>/onnx`` when the artifact is writable (else in the shared embedding cache). Once
 recorded, its files are in the manifest's ``files`` and checked at every load like the others. Before that (made
 at first use, or copied in), it is adopted at the first use of an ONNX backend: its file names and sizes are
-checked and its files hashed (:func:`router_ml.integrity.export_entries`) before the embedder reads any of them,
+checked and its files hashed (:func:`.integrity.export_entries`) before the embedder reads any of them,
 and the hashes are recorded once the backend is accepted.
 """
 
@@ -15,8 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .embed import BACKENDS, PRECISION, Embedder, make_embedder
-from .exceptions import ArtifactError, EmbedderError
+from ..embed import BACKENDS, PRECISION, Embedder, make_embedder
+from ..exceptions import ArtifactError, EmbedderError
 from .integrity import EXPORT_FILES, ONNX_DIR, export_entries
 from .manifest import write_manifest
 

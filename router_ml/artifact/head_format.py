@@ -30,10 +30,10 @@ import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 
-from .exceptions import ArtifactError
+from ..exceptions import ArtifactError
+from ..model import EmbeddingClassifier
 from .head_rebuild import calibrated, logistic, vectorizer_union
 from .head_schema import FORMAT, FORMAT_VERSION, TensorSpec, check_structure, check_tensors, header_size
-from .model import EmbeddingClassifier
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "decode_head", "encode_head"]
 

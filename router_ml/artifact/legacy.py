@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .exceptions import ArtifactError
+from ..exceptions import ArtifactError
+from ..model import EmbeddingClassifier
 from .head_format import FORMAT, FORMAT_VERSION, decode_head, encode_head
 from .integrity import (
     EXPORT_FILES,
@@ -29,7 +30,6 @@ from .integrity import (
     unexpected_entries,
 )
 from .manifest import LEGACY_SCHEMA_VERSION, SCHEMA_VERSION, parse_json, read_manifest, resolve, write_manifest
-from .model import EmbeddingClassifier
 
 __all__ = ["LEGACY_HEAD", "migrate"]
 

@@ -27,8 +27,8 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from .embed import GRAPH_FILES
-from .exceptions import ArtifactError
+from ..embed import GRAPH_FILES
+from ..exceptions import ArtifactError
 
 __all__ = [
     "ALLOWED_FILES",

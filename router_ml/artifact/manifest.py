@@ -1,7 +1,7 @@
 """An artifact's ``manifest.json``: read (bounded, checked), written (atomically), and library-version drift.
 
 The manifest is the root of an artifact's integrity: it lists the SHA-256 and size of every other file the loader
-reads (see :mod:`router_ml.integrity`). Schema 1 artifacts held a pickled head; they are refused here, with the
+reads (see :mod:`router_ml.artifact.integrity`). Schema 1 artifacts held a pickled head; they are refused here, with the
 way to convert one you trust (:func:`router_ml.artifact.migrate`).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from .exceptions import ArtifactError
+from ..exceptions import ArtifactError
 from .integrity import MANIFEST, MAX_BYTES, read_bounded, validate_listing
 
 __all__ = [

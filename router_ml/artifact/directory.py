@@ -7,7 +7,7 @@ Layout::
                          data hash and size, metrics, threshold, created-at, and ``files``: the SHA-256 and size
                          of every other file the loader reads
       head.json          the classifier head's structure: parameters, labels, TF-IDF vocabularies, calibration
-      head.safetensors   its arrays: IDF weights, coefficients, intercepts, calibration (see router_ml.head_format)
+      head.safetensors   its arrays: IDF weights, coefficients, intercepts, calibration (see .head_format)
       routes.toml        the route table the router was trained for (optional)
       onnx/              the embedder exported to ONNX, made and recorded at first use of an ONNX backend
       eval/, eval-*/     reports (``router-ml eval``) and ``retrain-report.json``: never read, not checked
@@ -16,9 +16,9 @@ Layout::
 (see :mod:`router_ml.backend_check`); a backend of another numeric family is refused without that measurement.
 
 Loading never unpickles and never runs code from the artifact. In order: the manifest (size-bounded, strict JSON,
-schema 2, its file list); the directory against that list (:func:`router_ml.integrity.check_files`: no
+schema 2, its file list); the directory against that list (:func:`router_ml.artifact.integrity.check_files`: no
 unexpected entry, every listed file present with its size and SHA-256); the head, decoded and checked from the
-bytes just hashed (:func:`router_ml.head_format.decode_head`); then the embedder's dimension, fingerprint and
+bytes just hashed (:func:`router_ml.artifact.head_format.decode_head`); then the embedder's dimension, fingerprint and
 backend. A pickled (schema 1) artifact is refused; :func:`migrate` converts one you trust.
 """
 
@@ -34,10 +34,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .artifact_backends import MACRO_F1_TOLERANCE, check_backend, export_dir, open_backend, record_export
-from .data import LabelledPrompts
-from .embed import Embedder
-from .exceptions import ArtifactError
+from ..data import LabelledPrompts
+from ..embed import Embedder
+from ..exceptions import ArtifactError
+from ..model import EmbeddingClassifier, RouterModel
+from .backends import MACRO_F1_TOLERANCE, check_backend, export_dir, open_backend, record_export
 from .head_format import FORMAT, FORMAT_VERSION, decode_head, encode_head
 from .integrity import (
     HEAD_JSON,
@@ -61,7 +62,6 @@ from .manifest import (
     warn_on_drift,
     write_manifest,
 )
-from .model import EmbeddingClassifier, RouterModel
 
 __all__ = [
     "CURRENT",

@@ -162,6 +162,8 @@ def test_the_reported_repro_a_pickled_head_is_refused_before_it_runs(small_artif
     assert not sentinel.exists()
     with pytest.raises(ArtifactError, match="trust_pickle=True"):
         artifact.migrate(path)  # not trusted: not unpickled
+    untrusted = CliRunner().invoke(cli, ["migrate", str(path)])
+    assert untrusted.exit_code == 2 and "trust" in untrusted.output
     assert not sentinel.exists() and (path / "head.joblib").read_bytes() == data
 
 
@@ -171,8 +173,14 @@ def test_pickled_artifact_is_refused_and_migrates_exactly_when_trusted(
     path = _legacy(small_result.model, tmp_path / "old", small_artifact / "routes.toml")
     with pytest.raises(ArtifactError, match=r"pickled router artifact.*router-ml migrate ARTIFACT --trust-pickle"):
         artifact.load(path, embedder=embedder)
-    copy = artifact.migrate(path, trust_pickle=True, out=tmp_path / "converted")
-    assert copy == tmp_path / "converted" and (path / "head.joblib").is_file()  # the original is left as it was
+    from click.testing import CliRunner
+
+    from router_ml.cli import cli
+
+    result = CliRunner().invoke(cli, ["migrate", str(path), "--trust-pickle", "--out", str(tmp_path / "converted")])
+    assert result.exit_code == 0 and "is a data-only router artifact" in result.output
+    copy = tmp_path / "converted"
+    assert (path / "head.joblib").is_file()  # the original is left as it was
     assert artifact.migrate(path, trust_pickle=True) == path
     assert not (path / "head.joblib").exists()
     texts = small_data.texts

@@ -243,6 +243,28 @@ def _stdin_prompts() -> list[Any]:
 
 
 @cli.command()
+@click.argument("artifact_dir", type=EXISTING_DIR)
+@click.option(
+    "--trust-pickle", is_flag=True,
+    help="Confirm you trust this artifact: converting it unpickles its head, which runs any code it holds.",
+)  # fmt: skip
+@click.option(
+    "--out", "-o", type=DIR, default=None,
+    help="Write the converted artifact here (new or empty) and leave the original untouched; default: in place.",
+)  # fmt: skip
+def migrate(artifact_dir: Path, trust_pickle: bool, out: Path | None) -> None:
+    """Convert a pickled (schema 1) router artifact to the data-only format (head.json + head.safetensors).
+
+    Refused without --trust-pickle: unpickling runs any code the pickle holds. Use it only for an artifact you
+    made or got from someone you trust; otherwise retrain.
+    """
+    from .. import artifact
+
+    target = artifact.migrate(artifact_dir, trust_pickle=trust_pickle, out=out)
+    click.echo(f"{target} is a data-only router artifact (schema {artifact.SCHEMA_VERSION})")
+
+
+@cli.command()
 @click.option("--out", "-o", type=DIR, default=Path("artifacts/router"), show_default=True, help="Artifact directory.")
 @click.option("--dev", type=EXISTING_FILE, default=None, help="Extra labelled file to evaluate on (default: none).")
 @click.pass_context

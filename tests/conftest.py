@@ -23,7 +23,7 @@ from router_ml.routes import bundled_routes_path
 from router_ml.training import TrainConfig, train
 
 DEV_PATH = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev.jsonl"
-PER_LABEL = 50
+PER_LABEL = 80
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup run test bench load demo serve lint clean
+.PHONY: setup run test bench load chaos demo serve lint clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,9 @@ bench: setup
 
 load: setup
 	$(PY) scripts/load_test.py --model artifacts/router
+
+chaos: setup
+	$(PY) scripts/chaos.py
 
 serve: setup
 	$(VENV)/bin/router-ml serve --model artifacts/router

@@ -59,6 +59,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--model", type=Path, help="router artifact (default: train a small one once)")
     parser.add_argument("--cache", type=Path, default=Path("artifacts/chaos-router"), help="where those go")
     parser.add_argument("--pythonpath", help="source tree whose router_ml the service runs")
+    parser.add_argument("--backend", default="onnx", help="router-ml serve --backend ('' for the artifact's)")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     return parser.parse_args()
 
@@ -74,7 +75,7 @@ def main() -> None:
         s = scenario(
             name, recover_after=args.recover_after, down_mode=args.down_mode, requests=args.requests,
             concurrency=args.concurrency, stream_share=args.stream_share, timeout=args.timeout,
-            deadline=args.deadline, seed=args.seed, client_timeout=args.client_timeout,
+            deadline=args.deadline, seed=args.seed, client_timeout=args.client_timeout, backend=args.backend or None,
         )  # fmt: skip
         s.faults.retry_after = None if args.retry_after < 0 else args.retry_after
         s.faults.stall_seconds = args.stall_seconds
@@ -89,7 +90,8 @@ def main() -> None:
               f"answered; upstream calls {result.upstream_kinds}")  # fmt: skip
         routing = "/".join("–" if v is None else f"{v:.0f}" for v in result.routing_ms)
         print(f"    routing p50/p95 {routing} ms, p95 of all requests {result.p95_all or 0:.2f} s, "
-              f"service log tracebacks {result.service_tracebacks}")  # fmt: skip
+              f"service log tracebacks {result.service_tracebacks}, attempts skipped (breaker open) "
+              f"{result.skipped_breaker_open}")  # fmt: skip
         results.append(result)
     print(f"\n{TABLE_HEAD}")
     print("\n".join(table_row(r) for r in results))

@@ -86,7 +86,8 @@ class Dispatcher:
         routes (RouteTable | None): models, fallbacks, prices and endpoints; the router's when ``None``.
         store (OutcomeStore | None): where outcomes are written; none when ``None``.
         timeout (float): default seconds per model call. Default 60.
-        deadline (float): hard limit in seconds for a whole request, fallbacks and retries included. Default 120.
+        deadline (float): hard limit in seconds for a whole request from its arrival: routing, fallbacks and
+            retries included. Default 120.
         breaker (BreakerPolicy | None): when a model's circuit breaker opens and how it recovers.
         retries (int): extra passes over the models that failed transiently, within the deadline. Default 1.
         decide (Callable | None): async ``prompt → Decision`` for :meth:`acomplete` (the service passes its
@@ -150,8 +151,9 @@ class Dispatcher:
         outcome.abstained = decision.abstained
         return list(self.routes[decision.label].chain)
 
-    def _plan(self, outcome: Outcome, chain: list[str], messages: list[dict[str, Any]]) -> AttemptPlan:
-        deadline_at = time.perf_counter() + self.deadline
+    def _plan(self, outcome: Outcome, chain: list[str], messages: list[dict[str, Any]], began: float) -> AttemptPlan:
+        """The attempts of one request; its deadline counts from ``began``, the request's arrival (routing too)."""
+        deadline_at = began + self.deadline
         return AttemptPlan(
             chain, messages, outcome, self.llm, self.breakers, deadline_at=deadline_at, retries=self.retries
         )
@@ -240,6 +242,7 @@ class Dispatcher:
         Raises:
             DispatchError: every model in the chain failed, or the deadline passed (the outcome is logged).
         """
+        began = time.perf_counter()
         outcome, chain, messages = self._prepare(prompt, route, model, params)
         decision = None
         if chain is None:
@@ -252,7 +255,7 @@ class Dispatcher:
         if decision_only:
             self._finish(outcome, "decision_only")
             return DispatchResult(outcome.request_id, decision, outcome)
-        plan = self._plan(outcome, chain, messages)
+        plan = self._plan(outcome, chain, messages, began)
         answer = await self._arun(plan, messages, stream, params)
         if answer is None:
             raise self._give_up(outcome, plan)
@@ -312,6 +315,7 @@ class Dispatcher:
         **params: Any,
     ) -> DispatchResult:
         """Synchronous :meth:`acomplete` (same arguments, same policy and logging; streams are plain iterators)."""
+        began = time.perf_counter()
         outcome, chain, messages = self._prepare(prompt, route, model, params)
         decision = None
         if chain is None:
@@ -321,7 +325,7 @@ class Dispatcher:
         if decision_only:
             self._finish(outcome, "decision_only")
             return DispatchResult(outcome.request_id, decision, outcome)
-        plan = self._plan(outcome, chain, messages)
+        plan = self._plan(outcome, chain, messages, began)
         answer = self._run(plan, messages, stream, params)
         if answer is None:
             raise self._give_up(outcome, plan)

@@ -1,8 +1,10 @@
 """Checking what a provider answered before the caller sees it: plain answers and streams.
 
-A stream is *committed* to the caller only once a content chunk (or a finish reason) has arrived: until then it is
-read here (:func:`prime`, :func:`aprime`), and a failure, an empty stream or a malformed one (which litellm turns
-into a stream without content) raises, so the dispatcher falls back exactly as for a plain call. After the
+A stream is *committed* to the caller only once a content chunk has arrived: until then it is read here
+(:func:`prime`, :func:`aprime`), and a failure, an empty stream or a malformed one raises, so the dispatcher
+falls back exactly as for a plain call. litellm turns a malformed stream body into a stream with no content that
+still "finishes", so a finish reason alone does not commit a stream: like a plain answer, a stream must carry
+content (or a tool call) to count as answered. After the
 commit, :func:`relay` and :func:`arelay` pass the chunks on and raise :class:`StreamIncompleteError` when the
 stream ends without a finish reason, so a cut-short answer is never logged as ``ok``.
 """
@@ -57,8 +59,8 @@ class StreamState:
 
     @property
     def committed(self) -> bool:
-        """Whether the stream may go to the caller: content, or a finish reason, has arrived."""
-        return self.content or self.finished
+        """Whether the stream may go to the caller: content (or a tool call) has arrived."""
+        return self.content
 
     def text(self) -> str:
         """The streamed text, joined."""
@@ -72,13 +74,15 @@ class StreamState:
     def ended(self) -> None:
         """The stream ended: raise unless it was complete."""
         if not self.committed:
-            raise EmptyResponseError("the stream ended with no content and no finish reason")
+            raise EmptyResponseError(
+                "the stream ended with no content" + ("" if self.finished else " and no finish reason")
+            )
         if not self.finished:
             raise StreamIncompleteError("the stream ended without a finish reason; the answer may be cut short")
 
 
 def prime(stream: Any) -> StreamState:
-    """Read a sync stream up to its first content chunk or finish reason."""
+    """Read a sync stream up to its first content chunk."""
     state = StreamState()
     for chunk in stream:
         state.add(chunk)
@@ -89,7 +93,7 @@ def prime(stream: Any) -> StreamState:
 
 
 async def aprime(stream: Any) -> StreamState:
-    """Read an async stream up to its first content chunk or finish reason."""
+    """Read an async stream up to its first content chunk."""
     state = StreamState()
     async for chunk in stream:
         state.add(chunk)

@@ -67,6 +67,7 @@ async def _sse_events(result: DispatchResult, metrics: Metrics) -> AsyncIterator
     except Exception as exc:  # the provider's stream broke mid-way: tell the client in-band, then stop
         yield sse_event(json.dumps({"error": {"message": f"upstream stream failed: {exc}", "type": "upstream_error"}}))
     finally:
+        await result.stream.aclose()  # a client that went away: the outcome is logged now, not when collected
         metrics.outcome(result.outcome)
 
 

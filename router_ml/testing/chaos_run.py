@@ -66,6 +66,7 @@ class Scenario:
         min_seconds (float): spread the requests over at least this long (0: as fast as the service answers).
         client_timeout (float | None): the ``openai`` client's timeout; ``deadline + 12`` when ``None``.
         seed (int): seed of the prompt order, the streamed subset and the endpoint's fault draws.
+        backend (str | None): ``router-ml serve --backend`` (the artifact's when ``None``).
     """
 
     name: str
@@ -78,6 +79,7 @@ class Scenario:
     min_seconds: float = 0.0
     client_timeout: float | None = None
     seed: int = 0
+    backend: str | None = None
 
 
 def scenario(name: str, *, recover_after: float = 20.0, down_mode: str = "503", **overrides: Any) -> Scenario:
@@ -177,6 +179,8 @@ class ChaosResult:
     resumed_after: dict[str, float | None]
     service_tracebacks: int
     served_from: str
+    calls_by_model: dict[str, int] = field(default_factory=dict)
+    skipped_breaker_open: int = 0
     results: list[RequestResult] = field(default_factory=list, repr=False)
 
     @property
@@ -260,7 +264,8 @@ def run_scenario(
     with ChaosEndpoint(s.faults, max_seconds=load_limit + 900) as endpoint:
         routes = chaos_route_table(endpoint).save(workdir / "routes.toml")
         args = ["--model", str(Path(model_dir).resolve()), "--routes", str(routes), "--timeout", f"{s.timeout:g}",
-                "--deadline", f"{s.deadline:g}", "--log-level", "warning"]  # fmt: skip
+                "--deadline", f"{s.deadline:g}", "--log-level", "warning",
+                *(["--backend", s.backend] if s.backend else [])]  # fmt: skip
         service = ServiceProcess(args, workdir, python_env({**os.environ, **SERVICE_ENV}, pythonpath))
         served_from = served_package(service.env, workdir)
         say(f"[{s.name}] starting router-ml serve (router_ml from {served_from}) in {workdir}")
@@ -358,6 +363,8 @@ def _summarize(
         resumed_after=_resumed(s, stats),
         service_tracebacks=tracebacks,
         served_from=served_from,
+        calls_by_model={model: sum(per_model.values()) for model, per_model in stats["calls"].items()},
+        skipped_breaker_open=sum(a.error == "BreakerOpen" for o in logged.values() for a in o.attempts),
         results=results,
     )
 

@@ -3,7 +3,7 @@
 Versioned layout of a models directory::
 
     models/
-      router-v001/      an artifact (manifest.json, head.joblib, routes.toml, retrain-report.json)
+      router-v001/      an artifact (manifest.json, head.json, head.safetensors, routes.toml, retrain-report.json)
       router-v002/
       CURRENT           the name of the promoted version ("router-v002"), replaced atomically
 

@@ -81,3 +81,16 @@ def _external_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
             names.add(node.module)
     return names
+
+
+def test_every_relative_import_names_a_module_of_the_package():
+    unresolved = []
+    for name, path in MODULES.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join([*parts, node.module] if node.module else parts)
+                if target not in MODULES:
+                    unresolved.append(f"{name}:{node.lineno} imports {target}")
+    assert not unresolved

@@ -66,7 +66,7 @@ def backend_embedder(
     folder = export_dir(path)
     adopted, kwargs = None, {}
     if folder is not None and not _export_recorded(path, manifest):
-        from .embed.onnx_export import export_onnx
+        from ..embed.onnx_export import export_onnx
 
         export_onnx(name, folder)  # an existing complete export is kept (nothing in it is read here)
         adopted = export_entries(path)

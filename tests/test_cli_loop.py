@@ -45,7 +45,7 @@ def test_dispatch_feedback_export_retrain(small_artifact, routes_file, stub, tmp
     prompts = {
         "code": "Write a Go function that reverses a slice of ints.",
         "creative": "Write a limerick about a forgetful robot.",
-        "reasoning": "Why do we have leap years?",
+        "reasoning": "Why do calendars need leap years at all?",
     }
     ids = {}
     for label, prompt in prompts.items():

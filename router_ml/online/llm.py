@@ -75,7 +75,9 @@ class Failure:
 @cache
 def _litellm() -> ModuleType:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the cost map over the network
-    return importlib.import_module("litellm")
+    litellm = importlib.import_module("litellm")
+    litellm.suppress_debug_info = True  # failures are logged by the dispatcher, not printed as litellm help banners
+    return litellm
 
 
 def _names(exc: BaseException) -> set[str]:

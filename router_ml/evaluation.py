@@ -44,6 +44,10 @@ __all__ = [
 ]
 
 
+SOURCES_SHOWN = 15
+"""Sources :meth:`EvalReport.format` lists (the worst ones); report.json has them all."""
+
+
 def estimate_tokens(text: str) -> int:
     """Rough token count of a prompt: one token per four characters."""
     return max(1, math.ceil(len(text) / 4))
@@ -211,8 +215,13 @@ class EvalReport:
         ]
         if self.per_source:
             worst, scores = next(iter(self.per_source.items()))
+            shown = list(self.per_source.items())[:SOURCES_SHOWN]
             lines += ["", f"per source (macro-F1, worst first; worst: {worst} {scores['macro_f1']:.3f}):"]
-            lines += [f"  {g:<40}{s['macro_f1']:.3f}  (n={s['n']})" for g, s in self.per_source.items()]
+            lines += [f"  {g:<40}{s['macro_f1']:.3f}  (n={s['n']})" for g, s in shown]
+            if len(self.per_source) > len(shown):
+                lines.append(
+                    f"  ... {len(self.per_source) - len(shown)} more in report.json (--group-depth merges ids)"
+                )
         if self.baselines:
             lines += ["", "baselines on the same data (macro-F1; router's lead, paired bootstrap 95% interval):"]
             lines.append(f"  {'router':<22}{self.report.macro_f1:.3f}")

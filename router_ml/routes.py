@@ -16,6 +16,15 @@ Models (a route's own or a fallback) may have a ``[models."provider/name"]`` tab
 settings: ``api_base`` (an OpenAI-compatible server, e.g. a local gateway), ``api_key_env`` (the name of the
 environment variable holding its key) and ``timeout`` (seconds per call).
 
+Routes and models may also set ``instructions`` (a system message put first in the conversation) and ``params``
+(default provider parameters such as ``temperature``); :mod:`router_ml.route_options` says how they combine on
+fallback and with the caller's own, and what is accepted::
+
+    [routes.code]
+    model = "anthropic/claude-sonnet-4-5"
+    instructions = "You are an expert engineer."
+    params = { temperature = 0.2, max_tokens = 2048 }
+
 It is validated once, on load, into frozen dataclasses.
 """
 
@@ -28,11 +37,16 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigError
+from .route_options import check_instructions, check_params
 
 __all__ = ["ModelSpec", "Route", "RouteTable", "bundled_routes_path", "load_routes"]
 
-_ROUTE_KEYS = {"model", "fallbacks", "input_price", "output_price", "output_tokens", "max_input_tokens"}
-_MODEL_KEYS = {"input_price", "output_price", "max_input_tokens", "api_base", "api_key_env", "timeout"}
+_ROUTE_KEYS = {
+    "model", "fallbacks", "input_price", "output_price", "output_tokens", "max_input_tokens", "instructions", "params",
+}  # fmt: skip
+_MODEL_KEYS = {
+    "input_price", "output_price", "max_input_tokens", "api_base", "api_key_env", "timeout", "instructions", "params",
+}  # fmt: skip
 
 
 def bundled_routes_path() -> Path:
@@ -54,6 +68,8 @@ class ModelSpec:
         api_base (str | None): base URL of the endpoint, when not the provider's default.
         api_key_env (str | None): environment variable holding the API key, when not the provider's default.
         timeout (float | None): seconds per call to this model.
+        instructions (str | None): system message for this model; replaces its route's instructions.
+        params (dict): default provider parameters for this model, over its route's (the caller's win).
     """
 
     input_price: float = 0.0
@@ -62,8 +78,12 @@ class ModelSpec:
     api_base: str | None = None
     api_key_env: str | None = None
     timeout: float | None = None
+    instructions: str | None = None
+    params: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
+        check_instructions(self.instructions, "")
+        object.__setattr__(self, "params", check_params(self.params, ""))
         for name in ("input_price", "output_price"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
@@ -95,8 +115,12 @@ class Route:
     output_price: float = 0.0
     output_tokens: int = 500
     max_input_tokens: int | None = None
+    instructions: str | None = None
+    params: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
+        check_instructions(self.instructions, f"[routes.{self.label}]")
+        object.__setattr__(self, "params", check_params(self.params, f"[routes.{self.label}]"))
         if not isinstance(self.model, str) or "/" not in self.model:
             raise ConfigError(
                 f"route {self.label!r}: model must be a litellm model string like 'openai/gpt-5', got {self.model!r}"
@@ -176,8 +200,27 @@ class RouteTable:
                     base.api_base,
                     base.api_key_env,
                     base.timeout,
+                    base.instructions,
+                    base.params,
                 )
         return spec
+
+    def instructions_for(self, model: str, label: str | None) -> str | None:
+        """The system message a call to ``model`` serving route ``label`` starts with: the model's own
+        ``instructions``, else the route's; ``None`` when neither has any (or ``label`` is ``None`` and the model
+        has none: a forced model)."""
+        spec = self.models.get(model)
+        if spec is not None and spec.instructions is not None:
+            return spec.instructions
+        route = self.routes.get(label) if label is not None else None
+        return route.instructions if route is not None else None
+
+    def params_for(self, model: str, label: str | None) -> dict[str, Any]:
+        """Default provider parameters of a call to ``model`` serving route ``label``: the route's, with the
+        model's own over them, key by key (the caller's, applied by the dispatcher, win over both)."""
+        route = self.routes.get(label) if label is not None else None
+        spec = self.models.get(model)
+        return {**(route.params if route is not None else {}), **(spec.params if spec is not None else {})}
 
     @property
     def all_models(self) -> list[str]:
@@ -196,8 +239,10 @@ class RouteTable:
             data = asdict(route)
             data.pop("label")
             data["fallbacks"] = list(route.fallbacks)
-            routes[label] = {k: v for k, v in data.items() if v is not None}
-        models = {name: {k: v for k, v in asdict(p).items() if v is not None} for name, p in self.models.items()}
+            routes[label] = {k: v for k, v in data.items() if v is not None and v != {}}
+        models = {
+            name: {k: v for k, v in asdict(p).items() if v is not None and v != {}} for name, p in self.models.items()
+        }
         return {"default_route": self.default_route, "routes": routes, "models": models}
 
     def save(self, path: str | Path) -> Path:
@@ -233,7 +278,8 @@ def _route_from_dict(label: str, spec: Any, source: str) -> Route:
     unknown = set(spec) - _ROUTE_KEYS
     if unknown:
         raise ConfigError(
-            f"{source}: [routes.{label}] has unknown keys {sorted(unknown)}; allowed: {sorted(_ROUTE_KEYS)}"
+            f"{source}: [routes.{label}] has unknown keys {sorted(unknown)}; allowed: {sorted(_ROUTE_KEYS)}. "
+            "Fix the spelling or remove them"
         )
     if "model" not in spec:
         raise ConfigError(f'{source}: [routes.{label}] needs a model = "provider/model" entry')
@@ -247,14 +293,20 @@ def _route_from_dict(label: str, spec: Any, source: str) -> Route:
 
 
 def _price_from_dict(name: str, spec: Any, source: str) -> ModelSpec:
-    if not isinstance(spec, dict) or set(spec) - _MODEL_KEYS:
+    if not isinstance(spec, dict):
         raise ConfigError(
             f'{source}: [models."{name}"] must be a table with keys among {sorted(_MODEL_KEYS)}, found {spec!r}'
+        )
+    unknown = set(spec) - _MODEL_KEYS
+    if unknown:
+        raise ConfigError(
+            f'{source}: [models."{name}"] has unknown keys {sorted(unknown)}; it must be a table with keys among '
+            f"{sorted(_MODEL_KEYS)}. Fix the spelling or remove them"
         )
     try:
         return ModelSpec(**spec)
     except ConfigError as exc:
-        raise ConfigError(f'{source}: [models."{name}"]: {exc}') from None
+        raise ConfigError(f'{source}: [models."{name}"] {exc}') from None
 
 
 def load_routes(path: str | Path | None = None) -> RouteTable:

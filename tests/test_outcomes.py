@@ -12,9 +12,12 @@ import pytest
 
 from router_ml.data import load_file
 from router_ml.exceptions import ConfigError, DataError, StoreError
-from router_ml.online.db import mask_url, resolve_target
+from router_ml.online.db import Database, mask_url, resolve_target
 from router_ml.online.outcome import Attempt, Feedback, Outcome
+from router_ml.online.schema import m001_outcomes, m002_feedback
 from router_ml.online.store import OutcomeStore
+
+MIGRATIONS = ["m001_outcomes", "m002_feedback", "m003_instructions_and_sticky", "m004_session_pins"]
 
 
 def make(i: int, label: str = "code", status: str = "ok", text: str | None = None) -> Outcome:
@@ -29,11 +32,35 @@ def make(i: int, label: str = "code", status: str = "ok", text: str | None = Non
 
 def test_schema_is_migrated_once(store_db):
     with OutcomeStore(store_db()) as store:
-        assert store.migrations() == ["m001_outcomes", "m002_feedback"]
+        assert store.migrations() == MIGRATIONS
         store.record(make(1))
     with OutcomeStore(store_db()) as store:  # reopening applies nothing twice and keeps the rows
-        assert store.migrations() == ["m001_outcomes", "m002_feedback"]
+        assert store.migrations() == MIGRATIONS
         assert store.count() == 1
+
+
+def test_a_store_made_before_instructions_and_sessions_is_migrated_in_place(store_db):
+    """A log written by the previous version (two migrations, a row) gains the new columns and the pins table."""
+    db = Database(resolve_target(store_db()))
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for migrate in (m001_outcomes, m002_feedback):
+        migrate(db)
+        db.execute("INSERT INTO _migrations VALUES (?, ?)", (migrate.__name__, time.time()))
+    old = (
+        "INSERT INTO outcomes (request_id, started_at, finished_at, status, probabilities, abstained, attempts, "
+        "routing_ms, provider_ms, stream) VALUES ('old-1', 1.0, 2.0, 'ok', '{}', 0, '[]', 0.0, 0.0, 0)"
+    )
+    db.execute(old)
+    db.close()
+    with OutcomeStore(store_db()) as store:
+        assert store.migrations() == MIGRATIONS
+        before = store.get("old-1")
+        assert before.instructions_hash is None and before.sticky is False
+        new = make(2)
+        new.instructions_hash, new.sticky = "a0e8238c96958e57", True
+        store.record(new)
+        after = store.get("req-2")
+        assert after.instructions_hash == "a0e8238c96958e57" and after.sticky is True
 
 
 def test_sqlite_file_is_in_wal_mode(tmp_path):
@@ -41,7 +68,7 @@ def test_sqlite_file_is_in_wal_mode(tmp_path):
         pass
     db = sqlite3.connect(tmp_path / "o.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 2
+    assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
 
 
 def test_location_from_environment(store_db, monkeypatch):

@@ -24,9 +24,8 @@ from router_ml.cli import cli
 from router_ml.exceptions import StoreError
 from router_ml.online.outcome import Outcome
 from router_ml.online.store import OutcomeStore
-from tests.test_outcomes import make
+from tests.test_outcomes import MIGRATIONS, make
 
-MIGRATIONS = ["m001_outcomes", "m002_feedback"]
 
 REPLICA = """
 import sys, time
@@ -93,7 +92,7 @@ def test_stores_opened_together_migrate_once(pg_schema):
     finally:
         for s in stores:
             s.close()
-    assert query(url, "SELECT COUNT(*) FROM _migrations") == [(2,)]
+    assert query(url, "SELECT COUNT(*) FROM _migrations") == [(len(MIGRATIONS),)]
 
 
 def test_replicas_in_separate_processes_lose_nothing(pg_schema):
@@ -125,7 +124,7 @@ def test_replicas_in_separate_processes_lose_nothing(pg_schema):
     ids = {r[0] for r in query(url, "SELECT request_id FROM outcomes")}
     assert ids == {f"replica{k}-{i}" for k in range(replicas) for i in range(n)}
     assert query(url, "SELECT COUNT(*) FROM outcomes") == [(replicas * n,)]
-    assert query(url, "SELECT COUNT(*) FROM _migrations") == [(2,)]
+    assert query(url, "SELECT COUNT(*) FROM _migrations") == [(len(MIGRATIONS),)]
 
 
 def test_the_store_reconnects_after_the_server_drops_it(pg_schema):

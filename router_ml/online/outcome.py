@@ -76,6 +76,8 @@ class Outcome:
     stream: bool = False
     prompt_text: str | None = None
     prompt_hash: str | None = None
+    instructions_hash: str | None = None  # the route table's instructions the last model called got (SHA-256 prefix)
+    sticky: bool = False  # a session's pinned model answered
 
     @property
     def called(self) -> bool:

@@ -77,6 +77,27 @@ def m002_feedback(db: Database) -> None:
     db.execute("CREATE INDEX feedback_request_id ON feedback (request_id)")
 
 
+@migration
+def m003_instructions_and_sticky(db: Database) -> None:
+    """Which instructions the model received (a SHA-256 prefix), and whether a session's pin held."""
+    db.execute("ALTER TABLE outcomes ADD COLUMN instructions_hash TEXT")
+    db.execute("ALTER TABLE outcomes ADD COLUMN sticky INTEGER NOT NULL DEFAULT 0")
+
+
+@migration
+def m004_session_pins(db: Database) -> None:
+    """Session pins shared by every worker and replica on this store (see :mod:`router_ml.online.sessions`)."""
+    db.execute(
+        """CREATE TABLE session_pins (
+            session_key TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            label TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX session_pins_expires_at ON session_pins (expires_at)")
+
+
 COLUMNS = [
     "request_id",
     "started_at",
@@ -100,6 +121,8 @@ COLUMNS = [
     "stream",
     "prompt_text",
     "prompt_hash",
+    "instructions_hash",
+    "sticky",
 ]
 INSERT = (
     f"INSERT INTO outcomes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
@@ -115,6 +138,7 @@ def to_row(outcome: Outcome) -> tuple[Any, ...]:
         attempts=json.dumps([asdict(a) for a in outcome.attempts]),
         abstained=int(outcome.abstained),
         stream=int(outcome.stream),
+        sticky=int(outcome.sticky),
     )
     return tuple(values[c] for c in COLUMNS)
 
@@ -129,4 +153,5 @@ def from_row(names: Sequence[str], row: Sequence[Any]) -> Outcome:
     values["attempts"] = [Attempt(**a) for a in json.loads(values["attempts"])]
     values["abstained"] = bool(values["abstained"])
     values["stream"] = bool(values["stream"])
+    values["sticky"] = bool(values.get("sticky", 0))
     return Outcome(**values)

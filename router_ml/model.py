@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
@@ -26,10 +25,11 @@ from sklearn.pipeline import FeatureUnion, make_union
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .calibration import calibrated_from_decisions
 from .embed import Embedder
 from .exceptions import DataError, NotFittedError
 
-__all__ = ["EmbeddingClassifier", "RouterModel", "out_of_fold_proba", "tfidf_features"]
+__all__ = ["EmbeddingClassifier", "RouterModel", "tfidf_features"]
 
 CALIBRATIONS = ("temperature", "sigmoid", "isotonic", "none")
 
@@ -96,8 +96,15 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         ngrams = self.vectorizer_.fit_transform(texts) if fit else self.vectorizer_.transform(texts)
         return sp.hstack([sp.csr_matrix(X), ngrams], format="csr")
 
-    def fit(self, X: np.ndarray, y: Sequence[str], texts: Sequence[str] | None = None) -> EmbeddingClassifier:
-        """Fit on an ``(n, dim)`` embedding matrix, ``n`` labels and (with ``tfidf``) the ``n`` texts."""
+    def fit(
+        self, X: np.ndarray, y: Sequence[str], texts: Sequence[str] | None = None, *, oof_decisions: Any = None
+    ) -> EmbeddingClassifier:
+        """Fit on an ``(n, dim)`` embedding matrix, ``n`` labels and (with ``tfidf``) the ``n`` texts.
+
+        ``oof_decisions``: out-of-fold decision values of this head's (uncalibrated) regression on the same rows,
+        as model selection computes them (:mod:`router_ml.selection`); the calibration is then fitted on them
+        instead of on ``calibration_cv`` further folds.
+        """
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         X, y = validate_data(self, X, y, dtype=np.float32)
@@ -110,6 +117,10 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
         if self.calibration == "none":
             self.estimator_ = lr.fit(features, y)
+        elif oof_decisions is not None:
+            self.estimator_ = calibrated_from_decisions(
+                lr.fit(features, y), np.asarray(oof_decisions), y, self.calibration, self.calibration_cv
+            )
         else:
             smallest = int(np.min(np.unique(y, return_counts=True)[1]))
             folds = max(2, min(self.calibration_cv, smallest))
@@ -147,11 +158,14 @@ class RouterModel(ClassifierMixin, BaseEstimator):
             raise NotFittedError("RouterModel has no embedder; pass embedder=SentenceTransformerEmbedder()")
         return np.atleast_2d(self.embedder.encode(texts))
 
-    def fit(self, texts: Sequence[str], y: Sequence[str], *, embeddings: np.ndarray | None = None) -> RouterModel:
-        """Fit the head on the texts' embeddings (pass precomputed ``embeddings`` to skip embedding)."""
+    def fit(
+        self, texts: Sequence[str], y: Sequence[str], *, embeddings: np.ndarray | None = None, oof_decisions: Any = None
+    ) -> RouterModel:
+        """Fit the head on the texts' embeddings (pass precomputed ``embeddings`` to skip embedding, and the head's
+        out-of-fold ``oof_decisions`` to calibrate on them: see :meth:`EmbeddingClassifier.fit`)."""
         X = self._embed(texts) if embeddings is None else embeddings
         self.head_ = clone(self.head) if self.head is not None else EmbeddingClassifier()
-        self.head_.fit(X, list(y), texts=list(texts))
+        self.head_.fit(X, list(y), texts=list(texts), oof_decisions=oof_decisions)
         self.classes_ = self.head_.classes_
         return self
 
@@ -179,36 +193,3 @@ class RouterModel(ClassifierMixin, BaseEstimator):
         """The most probable label (a string for one text, an array for a sequence)."""
         proba = self.predict_proba(texts)
         return self.classes_[np.argmax(proba, axis=-1)]
-
-
-def _fit_fold(
-    head: EmbeddingClassifier,
-    X: np.ndarray,
-    y: np.ndarray,
-    texts: np.ndarray,
-    train_idx: np.ndarray,
-    test_idx: np.ndarray,
-) -> np.ndarray:
-    fitted = clone(head).fit(X[train_idx], y[train_idx], texts=list(texts[train_idx]))
-    return fitted.predict_proba(X[test_idx], texts=list(texts[test_idx]))
-
-
-def out_of_fold_proba(
-    head: EmbeddingClassifier, X: np.ndarray, y: Sequence[str], texts: Sequence[str], cv: Any, n_jobs: int | None = None
-) -> np.ndarray:
-    """Probabilities of each row from a clone of ``head`` fitted on the other folds of ``cv``.
-
-    Args:
-        n_jobs (int | None): folds fitted in parallel (joblib; ``-1`` = all cores). Default one at a time.
-
-    Returns:
-        np.ndarray: shape ``(n, n_classes)``, columns in sorted label order.
-    """
-    y_arr = np.asarray(y)
-    texts_arr = np.asarray(texts, dtype=object)
-    splits = list(cv.split(X, y_arr))
-    results = Parallel(n_jobs=n_jobs)(delayed(_fit_fold)(head, X, y_arr, texts_arr, tr, te) for tr, te in splits)
-    proba = np.zeros((len(y_arr), len(np.unique(y_arr))))
-    for (_, test_idx), fold_proba in zip(splits, results, strict=True):
-        proba[test_idx] = fold_proba
-    return proba

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from .base import PREPROCESSING, Embedder, file_sha256, head_and_tail
-from .cache import cache_dir, embed_texts
+from .cache import cache_dir, embed_texts, is_cached
 from .registry import BACKENDS, EMBEDDERS, GRAPH_FILES, ONNX_BACKENDS, PRECISION, BackendSpec, make_embedder
 from .sentence_transformer import (
     BUNDLED_MODEL_SHA256,
@@ -38,5 +38,6 @@ __all__ = [
     "embed_texts",
     "file_sha256",
     "head_and_tail",
+    "is_cached",
     "make_embedder",
 ]

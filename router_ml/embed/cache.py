@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .base import PREPROCESSING, Embedder
 
-__all__ = ["cache_dir", "embed_texts"]
+__all__ = ["cache_dir", "embed_texts", "is_cached"]
 
 
 def cache_dir() -> Path | None:
@@ -31,12 +32,29 @@ def _embed_uncached(embedder: Embedder, fingerprint: str, texts: list[str]) -> n
     return embedder.encode(texts, show_progress=True)
 
 
-def embed_texts(embedder: Embedder, texts: list[str]) -> np.ndarray:
-    """Embed a batch of texts, through the on-disk cache when it is enabled."""
+def _cached(embedder: Embedder) -> tuple[Any, str] | None:
     folder = cache_dir()
     if folder is None:
-        return embedder.encode(texts, show_progress=True)
+        return None
     from joblib import Memory
 
-    cached = Memory(folder / "embeddings", verbose=0).cache(_embed_uncached, ignore=["embedder"])
-    return cached(embedder, f"{embedder.backend}:{embedder.fingerprint}:{PREPROCESSING}", list(texts))
+    function = Memory(folder / "embeddings", verbose=0).cache(_embed_uncached, ignore=["embedder"])
+    return function, f"{embedder.backend}:{embedder.fingerprint}:{PREPROCESSING}"
+
+
+def embed_texts(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    """Embed a batch of texts, through the on-disk cache when it is enabled."""
+    cached = _cached(embedder)
+    if cached is None:
+        return embedder.encode(texts, show_progress=True)
+    function, key = cached
+    return function(embedder, key, list(texts))  # type: ignore[no-any-return]
+
+
+def is_cached(embedder: Embedder, texts: list[str]) -> bool:
+    """Whether :func:`embed_texts` would read these texts' embeddings from the cache."""
+    cached = _cached(embedder)
+    if cached is None:
+        return False
+    function, key = cached
+    return bool(function.check_call_in_cache(embedder, key, list(texts)))

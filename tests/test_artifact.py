@@ -58,7 +58,13 @@ def test_manifest_contents(small_artifact, small_data, small_result):
         "params": small_result.model.head_.get_params(),
     }
     # every file the loader reads is listed with its SHA-256 and size, and nothing else is in the directory
-    assert sorted(manifest["files"]) == ["head.json", "head.safetensors", "routes.toml"]
+    assert sorted(manifest["files"]) == [
+        "head.json",
+        "head.safetensors",
+        "neighbours.json",
+        "neighbours.safetensors",
+        "routes.toml",
+    ]
     for name, entry in manifest["files"].items():
         data = (small_artifact / name).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
@@ -66,6 +72,8 @@ def test_manifest_contents(small_artifact, small_data, small_result):
         "head.json",
         "head.safetensors",
         "manifest.json",
+        "neighbours.json",
+        "neighbours.safetensors",
         "routes.toml",
     ]
     assert (small_artifact / "routes.toml").read_bytes() == bundled_routes_path().read_bytes()

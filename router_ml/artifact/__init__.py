@@ -5,6 +5,7 @@
 - :mod:`.head_format`, :mod:`.head_schema`, :mod:`.head_rebuild`: the classifier head as JSON + tensors, its
   validation, and the fitted scikit-learn objects rebuilt from that data alone;
 - :mod:`.backends`: running an artifact on another embedder backend and recording its ONNX export;
+- :mod:`.neighbours`: a bounded sample of the training prompts and their embeddings, for explanations;
 - :mod:`.legacy`: converting a trusted pickled (schema 1) artifact, explicitly.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from .directory import (
     CURRENT,
+    FASTEST,
     MACRO_F1_TOLERANCE,
     MANIFEST,
     SCHEMA_VERSION,
@@ -19,6 +21,7 @@ from .directory import (
     LibraryVersionWarning,
     check_backend,
     export_dir,
+    fastest_backend,
     library_versions,
     load,
     migrate,
@@ -30,6 +33,7 @@ from .directory import (
 
 __all__ = [
     "CURRENT",
+    "FASTEST",
     "MACRO_F1_TOLERANCE",
     "MANIFEST",
     "SCHEMA_VERSION",
@@ -37,6 +41,7 @@ __all__ = [
     "LibraryVersionWarning",
     "check_backend",
     "export_dir",
+    "fastest_backend",
     "library_versions",
     "load",
     "migrate",

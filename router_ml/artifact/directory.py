@@ -8,6 +8,8 @@ Layout::
                          of every other file the loader reads
       head.json          the classifier head's structure: parameters, labels, TF-IDF vocabularies, calibration
       head.safetensors   its arrays: IDF weights, coefficients, intercepts, calibration (see .head_format)
+      neighbours.json    a bounded, stratified sample of the training prompts and their labels, and
+      neighbours.safetensors   their embeddings, for Router.explain (see .neighbours; absent in older artifacts)
       routes.toml        the route table the router was trained for (optional)
       onnx/              the embedder exported to ONNX, made and recorded at first use of an ONNX backend
       eval/, eval-*/     reports (``router-ml eval``) and ``retrain-report.json``: never read, not checked
@@ -31,20 +33,33 @@ import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..data import LabelledPrompts
 from ..embed import Embedder
 from ..exceptions import ArtifactError
 from ..model import EmbeddingClassifier, RouterModel
-from .backends import MACRO_F1_TOLERANCE, check_backend, export_dir, open_backend, record_export
+from .backends import (
+    FASTEST,
+    MACRO_F1_TOLERANCE,
+    check_backend,
+    export_dir,
+    fastest_backend,
+    open_backend,
+    record_export,
+)
 from .head_format import FORMAT, FORMAT_VERSION, decode_head, encode_head
 from .integrity import (
     HEAD_JSON,
     HEAD_TENSORS,
     MANIFEST,
     MAX_BYTES,
+    NEIGHBOURS_JSON,
+    NEIGHBOURS_TENSORS,
     ONNX_DIR,
     ROUTES,
     check_files,
@@ -62,9 +77,11 @@ from .manifest import (
     warn_on_drift,
     write_manifest,
 )
+from .neighbours import NEIGHBOURS_PER_LABEL, Neighbours, encode_neighbours, read_neighbours
 
 __all__ = [
     "CURRENT",
+    "FASTEST",
     "MACRO_F1_TOLERANCE",
     "MANIFEST",
     "SCHEMA_VERSION",
@@ -72,6 +89,7 @@ __all__ = [
     "LibraryVersionWarning",
     "check_backend",
     "export_dir",
+    "fastest_backend",
     "library_versions",
     "load",
     "migrate",
@@ -83,7 +101,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_SAVED = (MANIFEST, HEAD_JSON, HEAD_TENSORS, ROUTES, LEGACY_HEAD)
+_SAVED = (MANIFEST, HEAD_JSON, HEAD_TENSORS, NEIGHBOURS_JSON, NEIGHBOURS_TENSORS, ROUTES, LEGACY_HEAD)
 """What ``save(overwrite=True)`` replaces."""
 
 
@@ -109,6 +127,12 @@ class Artifact:
     def routes_path(self) -> Path | None:
         """The route table saved with the artifact (checked at load), if any."""
         return self.path / ROUTES if ROUTES in self.manifest["files"] else None
+
+    @cached_property
+    def neighbours(self) -> Neighbours | None:
+        """The training prompts saved for explanations (read, checked and decoded at first use), or ``None`` for
+        an artifact saved without them (before router-ml kept them, or without training data)."""
+        return read_neighbours(self.path, self.manifest)
 
 
 def _prepare(path: Path, overwrite: bool) -> None:
@@ -146,6 +170,8 @@ def save(
     metrics: dict[str, Any] | None = None,
     routes_file: str | Path | None = None,
     overwrite: bool = False,
+    embeddings: np.ndarray | None = None,
+    neighbours_per_label: int = NEIGHBOURS_PER_LABEL,
 ) -> Path:
     """Write a fitted :class:`RouterModel` as an artifact directory (data files only, manifest last).
 
@@ -153,31 +179,39 @@ def save(
         model (RouterModel): the fitted router model.
         path (str | Path): the artifact directory: new or empty, or an artifact to replace with ``overwrite``.
         threshold (float): the abstention threshold.
-        data (LabelledPrompts | None): the training data (its hash, size and counts are recorded).
+        data (LabelledPrompts | None): the training data (its hash, size and counts are recorded, and a sample of
+            it is kept as the neighbours :meth:`router_ml.route.Router.explain` shows).
         metrics (dict | None): training metrics to record.
         routes_file (str | Path | None): route table TOML to save with the router.
         overwrite (bool): replace the artifact at ``path`` (its ``onnx/`` export and reports are kept).
+        embeddings (np.ndarray | None): the training embeddings of ``data`` (``TrainResult.embeddings``), reused
+            for the neighbours; ``None`` embeds the sampled prompts with the model's embedder.
+        neighbours_per_label (int): keep at most this many training prompts of each label as neighbours (0: keep
+            none). Default :data:`~router_ml.artifact.neighbours.NEIGHBOURS_PER_LABEL`.
 
     Returns:
         Path: the artifact directory.
 
     Raises:
-        ArtifactError: a non-empty ``path`` without ``overwrite``, foreign files in it, or a head the data-only
-            format cannot hold.
+        ArtifactError: a non-empty ``path`` without ``overwrite``, foreign files in it, a head the data-only
+            format cannot hold, or embeddings that do not fit ``data`` and the model's embedder.
     """
     model._check_fitted()
     assert model.embedder is not None
     path = Path(path)
-    structure, tensors = encode_head(model.head_)  # before touching the directory: it may refuse the head
+    # encoded before touching the directory: either may refuse
+    contents = dict(zip((HEAD_JSON, HEAD_TENSORS), encode_head(model.head_), strict=True))
+    if data is not None and neighbours_per_label:
+        classes = model.head_.classes_.tolist()
+        encoded = encode_neighbours(model.embedder, classes, data, embeddings, neighbours_per_label)
+        contents |= dict(zip((NEIGHBOURS_JSON, NEIGHBOURS_TENSORS), encoded, strict=True))
     if routes_file is not None and Path(routes_file).stat().st_size > MAX_BYTES[ROUTES]:
         raise ArtifactError(f"{routes_file} is over {MAX_BYTES[ROUTES]:,} bytes; a route table is a small TOML file")
     _prepare(path, overwrite)
-    (path / HEAD_JSON).write_bytes(structure)
-    (path / HEAD_TENSORS).write_bytes(tensors)
-    files = {
-        HEAD_JSON: {"sha256": hashlib.sha256(structure).hexdigest(), "size": len(structure)},
-        HEAD_TENSORS: {"sha256": hashlib.sha256(tensors).hexdigest(), "size": len(tensors)},
-    }
+    files = {}
+    for name, content in contents.items():
+        (path / name).write_bytes(content)
+        files[name] = {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
     if routes_file is not None:
         shutil.copyfile(routes_file, path / ROUTES)
         files[ROUTES] = file_entry(path / ROUTES)
@@ -245,7 +279,9 @@ def load(
         path (str | Path): the artifact directory (or a models directory with a ``CURRENT`` pointer).
         embedder (Embedder | None): use this embedder instead of building the one the manifest names.
         backend (str | None): run the manifest's model on another backend (``"onnx"``, ``"onnx-int8"``); the
-            ONNX export is made at first use, into ``<artifact>/onnx`` when the folder is writable.
+            ONNX export is made at first use, into ``<artifact>/onnx`` when the folder is writable. ``"fastest"``:
+            the fastest backend the artifact has verified (:func:`fastest_backend`), falling back to the trained
+            one (or ``fallback_backend``) if it cannot be built. Default: the backend it was trained on.
         fallback_backend (str | None): if building ``backend`` fails (say, the export), warn and use this one
             instead; by default the failure is raised.
         allow_unmeasured (bool): accept a backend of another numeric family with no recorded measurement
@@ -269,8 +305,10 @@ def load(
     saved = _saved_embedder(path, manifest)
     adopted = None
     if embedder is None:
-        backend = backend or saved.get("backend", "torch")
-        embedder, adopted = open_backend(path, manifest, backend, fallback_backend)
+        trained = saved.get("backend", "torch")
+        if backend == FASTEST:
+            backend, fallback_backend = fastest_backend(manifest)[0], fallback_backend or trained
+        embedder, adopted = open_backend(path, manifest, backend or trained, fallback_backend)
     _check_embedder(path, saved, embedder)
     if head.n_features_in_ != embedder.dim:
         raise ArtifactError(f"{path}: the head takes {head.n_features_in_}-dimensional embeddings, not {embedder.dim}")

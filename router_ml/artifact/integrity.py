@@ -7,7 +7,8 @@ hash, not a regular file, or over its size limit is refused, and so is any entry
 What an artifact directory may hold:
 
 - ``manifest.json`` (the list itself) and the files it lists, all from :data:`ALLOWED_FILES`: the data-only head
-  (``head.json``, ``head.safetensors``), ``routes.toml``, and the ONNX export in ``onnx/``;
+  (``head.json``, ``head.safetensors``), the training neighbours (``neighbours.json``, ``neighbours.safetensors``,
+  both or neither), ``routes.toml``, and the ONNX export in ``onnx/``;
 - ``onnx/`` before its export is recorded (made at first use, or copied in): never read until an ONNX backend
   adopts it, which checks its file names and sizes, hashes it and records it (:func:`export_entries`);
 - report entries the loader never reads, outside the check: ``eval/`` and ``eval-*/`` folders (``router-ml
@@ -39,6 +40,7 @@ __all__ = [
     "file_entry",
     "is_report_entry",
     "read_bounded",
+    "read_listed",
     "refuse_unexpected",
     "unexpected_entries",
     "validate_listing",
@@ -48,6 +50,8 @@ MANIFEST = "manifest.json"
 HEAD_JSON = "head.json"
 HEAD_TENSORS = "head.safetensors"
 ROUTES = "routes.toml"
+NEIGHBOURS_JSON = "neighbours.json"
+NEIGHBOURS_TENSORS = "neighbours.safetensors"
 ONNX_DIR = "onnx"
 EXPORT_FILES = ("export.json", "tokenizer.json", *sorted(GRAPH_FILES.values()))
 """The files of a complete ONNX export (see :mod:`router_ml.embed.onnx_export`)."""
@@ -63,6 +67,8 @@ MAX_BYTES: dict[str, int] = {
     HEAD_JSON: 256 * _MiB,
     HEAD_TENSORS: 1024 * _MiB,
     ROUTES: 1 * _MiB,
+    NEIGHBOURS_JSON: 256 * _MiB,
+    NEIGHBOURS_TENSORS: 1024 * _MiB,
     f"{ONNX_DIR}/export.json": 1 * _MiB,
     f"{ONNX_DIR}/tokenizer.json": 64 * _MiB,
     **{f"{ONNX_DIR}/{name}": 4096 * _MiB for name in GRAPH_FILES.values()},
@@ -72,6 +78,8 @@ ALLOWED_FILES = frozenset(MAX_BYTES) - {MANIFEST}
 """Every path the manifest may list."""
 REQUIRED_FILES = (HEAD_JSON, HEAD_TENSORS)
 _EXPORT_PATHS = frozenset(f"{ONNX_DIR}/{name}" for name in EXPORT_FILES)
+_PAIRED = frozenset({NEIGHBOURS_JSON, NEIGHBOURS_TENSORS})
+"""Listed both or neither (the training neighbours, see :mod:`.neighbours`)."""
 
 
 def read_bounded(file: Path, limit: int) -> bytes:
@@ -135,6 +143,7 @@ def validate_listing(where: Path, files: Any) -> dict[str, dict[str, Any]]:
                 "The manifest is corrupt or hostile: retrain the router"
             )
     missing = [name for name in REQUIRED_FILES if name not in files]
+    missing += [name for name in sorted(_PAIRED) if name not in files and _PAIRED & set(files)]
     listed_export = _EXPORT_PATHS & set(files)
     if missing or listed_export not in (set(), _EXPORT_PATHS):
         absent = missing or sorted(_EXPORT_PATHS - listed_export)
@@ -206,6 +215,17 @@ def _check_one(path: Path, name: str, entry: Mapping[str, Any], keep: bool) -> b
             f"{file} has SHA-256 {found[:12]}…, the manifest records {entry['sha256'][:12]}…: the file is corrupt or "
             "was changed after saving. Restore the original artifact or retrain; never edit artifact files"
         )
+    return data
+
+
+def read_listed(path: Path, name: str, files: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """The bytes of the listed file ``name``, checked against its manifest entry (size, then SHA-256) as read.
+
+    Raises:
+        ArtifactError: the file is missing, not a regular file, or of another size or SHA-256.
+    """
+    data = _check_one(path, name, files[name], keep=True)
+    assert data is not None
     return data
 
 

@@ -19,10 +19,12 @@ from .options import (
     backend_option,
     data_columns,
     data_files_option,
+    echo_backend,
     group_options,
     labelled_data,
     model_option,
     routes_option,
+    run_backend_option,
 )
 from .serving import backends
 
@@ -101,6 +103,7 @@ def train(
         metrics=result.metrics,
         routes_file=routes_file,
         overwrite=overwrite,
+        embeddings=result.embeddings,
     )
     m = result.metrics
     click.echo(
@@ -208,7 +211,7 @@ def _cross_validation(data: LabelledPrompts, X: np.ndarray, head: Any, folds: in
 @routes_option()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON decision per line.")
 @click.option("--threshold", type=float, default=None, help="Override the artifact's abstention threshold.")
-@backend_option()
+@run_backend_option
 def route(
     prompts: tuple[str, ...],
     model_dir: Path,
@@ -224,6 +227,7 @@ def route(
     from ..route import Router
 
     router = Router.load(model_dir, routes, threshold=threshold, backend=backend)
+    echo_backend(router, backend)
     items: list[Any] = list(prompts) or _stdin_prompts()
     if not items:
         raise click.UsageError("no prompts: pass them as arguments or one per line on standard input")

@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from cachetools import LRUCache
@@ -32,7 +32,18 @@ from .exceptions import DataError
 from .fast_head import LinearHead
 from .routes import RouteTable, load_routes
 
-__all__ = ["CONTEXT_FULL_WEIGHT_WORDS", "DEFAULT_CACHE_SIZE", "Decision", "Router", "cache_key", "routing_texts"]
+if TYPE_CHECKING:
+    from .explain import Neighbour, RouteScore
+
+__all__ = [
+    "CONTEXT_FULL_WEIGHT_WORDS",
+    "DEFAULT_CACHE_SIZE",
+    "Decision",
+    "Explanation",
+    "Router",
+    "cache_key",
+    "routing_texts",
+]
 
 CONTEXT_FULL_WEIGHT_WORDS = 12
 CONTEXT_CHARS = 1000
@@ -64,6 +75,30 @@ class Decision:
     abstained: bool
     latency_ms: float
     cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a prompt goes where it goes (:meth:`Router.explain`; the parts are described in :mod:`router_ml.explain`).
+
+    Attributes:
+        decision (Decision): the decision, as :meth:`Router.route` gives it.
+        margin (float): the top route's probability minus the second's.
+        nearest (tuple[Neighbour, ...]): the most similar training prompts kept in the artifact, most similar first.
+        terms (dict[str, RouteScore]): each route's score split into intercept, embedding and n-grams, with the
+            words that added most; routes by probability, highest first.
+        notes (tuple[str, ...]): what the explanation leaves out (no stored neighbours, a blended conversation).
+    """
+
+    decision: Decision
+    margin: float
+    nearest: tuple[Neighbour, ...]
+    terms: dict[str, RouteScore]
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -213,6 +248,32 @@ class Router:
     def route(self, prompt: Prompt) -> Decision:
         """Decide the route of one prompt (a string or an OpenAI-style messages list)."""
         return self.route_batch([prompt])[0]
+
+    def explain(self, prompt: Prompt, k: int = 5, *, top_terms: int = 5) -> Explanation:
+        """Explain the decision :meth:`route` takes for ``prompt``: its margin, the ``k`` nearest training prompts
+        and, per route, the words that added most to its score (a separate path: :meth:`route` does no more work).
+
+        For a conversation, the neighbours and terms are those of the last user turn; a note says how much the
+        earlier turns weighed. An artifact saved without training neighbours gives ``nearest=()`` and a note.
+
+        Raises:
+            DataError: an empty prompt, or ``k`` / ``top_terms`` not an integer from 0 to 100.
+        """
+        from .explain import check_counts, explain_text
+
+        check_counts(k, top_terms)
+        text, context = routing_texts(prompt)
+        decision = self.route(prompt)
+        near, scores, notes = explain_text(self.artifact, text, k=k, top_terms=top_terms)
+        ranked = [*sorted(decision.probabilities.values(), reverse=True), 0.0]
+        if context is not None:
+            weight = min(1.0, len(text.split()) / CONTEXT_FULL_WEIGHT_WORDS)
+            notes.append(
+                f"the decision blends the last user turn (weight {weight:.2f}) with the earlier conversation; "
+                "the neighbours and terms are those of the last user turn"
+            )
+        order = sorted(scores, key=lambda label: -decision.probabilities[label])
+        return Explanation(decision, ranked[0] - ranked[1], near, {r: scores[r] for r in order}, tuple(notes))
 
     def route_batch(self, prompts: Sequence[Prompt]) -> list[Decision]:
         """Decide the routes of many prompts with one embedding pass; the order is kept."""

@@ -3,14 +3,15 @@
 - :mod:`.group`: the ``cli`` group, which prints any :class:`~router_ml.exceptions.RouterMLError` as one line;
 - :mod:`.options`: the options and path types several commands share;
 - one module per command family, each adding its commands with ``@cli.command()``: :mod:`.model` (train, eval,
-  route, demo), :mod:`.online` (dispatch, outcomes, feedback, retrain, drift), :mod:`.serving` (serve, backends).
+  route, demo), :mod:`.explain` (explain), :mod:`.online` (dispatch, outcomes, feedback, retrain, drift),
+  :mod:`.serving` (serve, backends).
 
 A new command goes into its family's module; a new family is a module imported below.
 """
 
 from __future__ import annotations
 
-from . import model, online, serving  # noqa: F401  (each adds its commands to the group)
+from . import explain, model, online, serving  # noqa: F401  (each adds its commands to the group)
 from .group import cli
 
 __all__ = ["cli"]

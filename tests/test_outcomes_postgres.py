@@ -26,7 +26,6 @@ from router_ml.online.outcome import Outcome
 from router_ml.online.store import OutcomeStore
 from tests.test_outcomes import MIGRATIONS, make
 
-
 REPLICA = """
 import sys, time
 from router_ml.online.outcome import Outcome

@@ -3,13 +3,18 @@ provider receives through the real HTTP path (the service, litellm, the loopback
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from router_ml.exceptions import ConfigError
 from router_ml.route_options import instructions_hash
 from router_ml.routes import RouteTable, load_routes
+from router_ml.testing.stub import StubLLMServer
+from tests.service_helpers import chat, logged, start_service
+from tests.test_service import _Server
 
 SEED_AGENTS = Path(__file__).resolve().parents[1] / "examples" / "seed_agents.toml"
 ROUTE = '[routes.code]\nmodel = "a/b"\n'
@@ -50,7 +55,7 @@ def test_a_table_without_instructions_saves_as_before():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (ROUTE + 'instruction = "typo"', r"\[routes.code\] has unknown keys \['instruction'\]; allowed: .*instructions"),
+        (ROUTE + 'instruction = "typo"', r"has unknown keys \['instruction'\]; allowed: .*instructions"),
         (ROUTE + "instructions = 3", r"\[routes.code\] instructions must be a string .*found int 3"),
         (ROUTE + 'instructions = "  "', r"\[routes.code\] instructions is empty"),
         (ROUTE + 'params = "hot"', r"\[routes.code\] params must be a table of provider parameters, found str"),
@@ -94,3 +99,92 @@ def test_seed_agents_example_loads_with_the_bundled_labels():
     assert table["reasoning"].model.startswith("openai/gpt")
     assert "mini" in table["simple"].model
     assert RouteTable.from_dict(table.to_dict()).to_dict() == table.to_dict()
+
+
+# -- through the service, litellm and the stub provider -------------------------------------------------------------
+CODE_PROMPT = "Write a Python function that reverses a linked list."
+ROUTE_SAYS = "You write code. These are the code route's instructions."
+OWN_SAYS = "These are the fallback model's own instructions."
+WEIRD = "You are a creative writer. Be weird."
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[StubLLMServer]:
+    with StubLLMServer(seed=7) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def service(stub, small_artifact, tmp_path_factory, monkeypatch_module) -> Iterator[tuple[_Server, Path]]:
+    monkeypatch_module.setenv("INSTRUCTIONS_STUB_KEY", "stub-key")
+    routes = {
+        "code": {
+            "model": "openai/ok-code", "fallbacks": ["openai/ok-code-own", "openai/ok-code-plain"],
+            "instructions": ROUTE_SAYS, "params": {"temperature": 0.2, "max_tokens": 300},
+        },
+        "creative": {"model": "openai/ok-creative", "instructions": WEIRD},
+        "reasoning": {"model": "openai/ok-reasoning"},
+        "simple": {"model": "openai/ok-simple"},
+    }  # fmt: skip
+    endpoint = {"api_base": stub.base_url, "api_key_env": "INSTRUCTIONS_STUB_KEY", "timeout": 10.0}
+    models = {m: dict(endpoint) for r in routes.values() for m in [r["model"], *r.get("fallbacks", [])]}
+    models["openai/ok-code-own"] |= {"instructions": OWN_SAYS, "params": {"seed": 7, "max_tokens": 100}}
+    table = RouteTable.from_dict({"default_route": "reasoning", "routes": routes, "models": models})
+    tmp = tmp_path_factory.mktemp("instructions")
+    with start_service(small_artifact, table, tmp) as server:
+        yield server, tmp
+
+
+@pytest.fixture
+def http(service) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service[0].url, timeout=30) as client:
+        yield client
+
+
+def test_route_instructions_come_first_and_the_callers_values_win(http, stub, service):
+    messages = [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": CODE_PROMPT}]
+    response = chat(http, messages, temperature=0.9)
+    assert response.headers["x-router-model"] == "openai/ok-code"
+    sent = stub.sent_to("ok-code")[-1]
+    assert sent.roles == ["system", "system", "user"]
+    assert sent.system == [ROUTE_SAYS, "Answer in French."]  # the route's first, the caller's kept after it
+    assert sent.body["temperature"] == 0.9  # the caller's value beats the route's 0.2
+    assert sent.body["max_tokens"] == 300  # the route's default where the caller sent none
+    assert logged(service[1], response.headers["x-router-request-id"]).instructions_hash == (
+        instructions_hash(ROUTE_SAYS)
+    )
+
+
+def test_the_model_called_gets_its_own_instructions_or_the_routes(http, stub, service):
+    stub.down.add("ok-code")
+    try:
+        own = chat(http, [{"role": "user", "content": CODE_PROMPT}])
+        stub.down.add("ok-code-own")
+        plain = chat(http, [{"role": "user", "content": CODE_PROMPT}])
+    finally:
+        stub.down.difference_update({"ok-code", "ok-code-own"})
+    assert own.headers["x-router-model"] == "openai/ok-code-own"
+    sent = stub.sent_to("ok-code-own")[-1]
+    assert sent.system == [OWN_SAYS]  # its own instructions replace the route's
+    assert (sent.body["temperature"], sent.body["seed"], sent.body["max_tokens"]) == (0.2, 7, 100)
+    assert logged(service[1], own.headers["x-router-request-id"]).instructions_hash == instructions_hash(OWN_SAYS)
+    assert plain.headers["x-router-model"] == "openai/ok-code-plain"
+    assert stub.sent_to("ok-code-plain")[-1].system == [ROUTE_SAYS]  # a fallback without its own: the route's
+
+
+def test_a_forced_model_gets_only_its_own(http, stub, service):
+    forced = chat(http, [{"role": "user", "content": CODE_PROMPT}], model="openai/ok-code")
+    sent = stub.sent_to("ok-code")[-1]
+    assert sent.roles == ["user"] and "temperature" not in sent.body and "max_tokens" not in sent.body
+    assert logged(service[1], forced.headers["x-router-request-id"]).instructions_hash is None
+    chat(http, [{"role": "user", "content": CODE_PROMPT}], model="openai/ok-code-own")
+    assert stub.sent_to("ok-code-own")[-1].system == [OWN_SAYS]
+
+
+def test_streams_carry_the_instructions_too(http, stub):
+    prompt = [{"role": "user", "content": "Write a short poem about the first snow falling on a quiet city."}]
+    response = chat(http, prompt, stream=True)
+    assert response.headers["x-router-model"] == "openai/ok-creative"
+    assert "data: [DONE]" in response.text
+    sent = stub.sent_to("ok-creative")[-1]
+    assert sent.body["stream"] is True and sent.system == [WEIRD] and sent.roles == ["system", "user"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +62,8 @@ class AttemptPlan:
 
     Args:
         chain (list[str]): the route's models, primary first.
-        messages (list[dict]): the conversation, for the context-window check.
+        messages (list[dict] | Callable): the conversation, for the context-window check; or ``model → messages``
+            when models are sent different conversations (each model's instructions first).
         outcome (Outcome): the request's record.
         llm (LLMClient): timeouts, context limits and failure classification.
         breakers (Breakers): the worker's circuit breakers.
@@ -74,7 +75,7 @@ class AttemptPlan:
     def __init__(
         self,
         chain: list[str],
-        messages: list[dict[str, Any]],
+        messages: list[dict[str, Any]] | Callable[[str], list[dict[str, Any]]],
         outcome: Outcome,
         llm: LLMClient,
         breakers: Breakers,
@@ -88,7 +89,8 @@ class AttemptPlan:
         self.deadline_hit = False
         self._calls = 0
         self._not_before: dict[str, float] = {}
-        self._eligible = [model for model in chain if self._fits(model, messages)]
+        sent = messages if callable(messages) else lambda _model: messages
+        self._eligible = [model for model in chain if self._fits(model, sent(model))]
 
     def time_left(self) -> float:
         """Seconds until the deadline."""

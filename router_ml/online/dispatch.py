@@ -10,36 +10,35 @@ The pieces, each in one place:
 - :mod:`router_ml.online.streams` holds a stream back until its first content (a failure before that falls back
   like a plain call) and makes a stream that ends without content or finish reason a failure, never ``ok``.
 
-This module routes (or takes a forced route or model), runs the plan with a sync or an async driver (the same
-few lines each), and writes one :class:`~router_ml.online.outcome.Outcome` per request, whatever happened.
+This module routes (or takes a forced route or model, or a session's pinned model: :mod:`.sessions`), sends each
+model the route table's instructions and default parameters under the caller's own (:mod:`router_ml.route_options`),
+runs the plan with a sync or an async driver (the same few lines each), and writes one
+:class:`~router_ml.online.outcome.Outcome` per request, whatever happened.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..exceptions import ConfigError, DataError, DispatchError
+from ..exceptions import ConfigError, DispatchError
 from ..route import Decision, Prompt, Router, routing_texts
 from ..routes import RouteTable
 from .attempts import AttemptPlan, Wait
 from .breaker import BreakerPolicy, Breakers
 from .llm import LLMClient
 from .outcome import Outcome, OutcomeStatus
+from .request import check_caller_params, conversation, model_request, sent_messages
+from .sessions import DEFAULT_SESSION_TTL, SessionPins, check_session
 from .store import OutcomeStore
-from .streams import StreamState, aprime, arelay, check_answer, prime, relay
+from .streams import StreamState, alogged, aprime, check_answer, logged, prime
 
 __all__ = ["DispatchError", "DispatchResult", "Dispatcher"]
-
-_PASS_THROUGH = {
-    "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "tools", "tool_choice", "n",
-    "presence_penalty", "frequency_penalty", "seed", "response_format", "user", "logprobs", "top_logprobs",
-    "parallel_tool_calls", "stream_options", "metadata",
-}  # fmt: skip
 
 
 @dataclass
@@ -69,13 +68,8 @@ class _Answer:
     model: str
     response: Any
     began: float
+    sent: list[dict[str, Any]]
     primed: StreamState | None = None
-
-
-def _messages(prompt: Prompt) -> list[dict[str, Any]]:
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return [dict(m) for m in prompt]
 
 
 class Dispatcher:
@@ -92,6 +86,8 @@ class Dispatcher:
         retries (int): extra passes over the models that failed transiently, within the deadline. Default 1.
         decide (Callable | None): async ``prompt → Decision`` for :meth:`acomplete` (the service passes its
             micro-batcher); by default ``router.route`` runs in a thread.
+        session_ttl (float): seconds a session's pin lives after its last turn (shared through ``store``); 0 turns
+            stickiness off. Default 1800.
     """
 
     def __init__(
@@ -105,6 +101,7 @@ class Dispatcher:
         breaker: BreakerPolicy | None = None,
         retries: int = 1,
         decide: Callable[[Prompt], Awaitable[Decision]] | None = None,
+        session_ttl: float = DEFAULT_SESSION_TTL,
     ) -> None:
         if router is None and routes is None:
             raise ConfigError("a Dispatcher needs a router or a route table")
@@ -119,15 +116,15 @@ class Dispatcher:
         self.decide = decide
         self.breakers = Breakers(breaker)
         self.llm = LLMClient(self.routes, timeout)
+        self.pins = SessionPins(session_ttl, store.target if store is not None else None) if session_ttl else None
 
     # -- planning ----------------------------------------------------------------------------------------------
     def _prepare(
-        self, prompt: Prompt, route: str | None, model: str | None, params: Mapping[str, Any]
+        self, prompt: Prompt, route: str | None, model: str | None, params: Mapping[str, Any], session: str | None
     ) -> tuple[Outcome, list[str] | None, list[dict[str, Any]]]:
-        """Validate the request; the chain is ``None`` when the router still has to decide."""
-        unknown = set(params) - _PASS_THROUGH
-        if unknown:
-            raise DataError(f"unsupported parameters {sorted(unknown)}; supported: {sorted(_PASS_THROUGH)}")
+        """Validate the request; the chain is ``None`` when the router (or a session's pin) still has to decide."""
+        check_caller_params(params)
+        check_session(session)
         text, _ = routing_texts(prompt)  # validates the prompt (empty messages, no user turn, ...)
         outcome = Outcome(request_id=uuid.uuid4().hex, started_at=time.time(), prompt_text=text)
         if self.router is not None:
@@ -141,7 +138,7 @@ class Dispatcher:
             chain, outcome.forced, outcome.label = list(self.routes[route].chain), f"route:{route}", route
         elif self.router is None:
             raise ConfigError("this Dispatcher has no router: pass route= or model=")
-        return outcome, chain, _messages(prompt)
+        return outcome, chain, conversation(prompt)
 
     def _apply(self, outcome: Outcome, decision: Decision) -> list[str]:
         """Record the router's decision on the outcome; return the route's model chain."""
@@ -154,9 +151,26 @@ class Dispatcher:
     def _plan(self, outcome: Outcome, chain: list[str], messages: list[dict[str, Any]], began: float) -> AttemptPlan:
         """The attempts of one request; its deadline counts from ``began``, the request's arrival (routing too)."""
         deadline_at = began + self.deadline
-        return AttemptPlan(
-            chain, messages, outcome, self.llm, self.breakers, deadline_at=deadline_at, retries=self.retries
-        )
+        label = outcome.label
+
+        def sent(model: str) -> list[dict[str, Any]]:  # what each model is sent (its context window is checked)
+            return sent_messages(self.routes, model, label, messages)
+
+        return AttemptPlan(chain, sent, outcome, self.llm, self.breakers, deadline_at=deadline_at, retries=self.retries)
+
+    def _request(
+        self, outcome: Outcome, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The messages and parameters of one call to ``model``; the outcome notes its instructions."""
+        call = model_request(self.routes, model, outcome.label, messages, params)
+        outcome.instructions_hash = call.instructions_hash
+        return call.messages, call.params
+
+    async def _offload(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Run a pin lookup or write: in a thread when pins live in a shared store (I/O), else right here."""
+        if self.pins is not None and self.pins.shared:
+            return await asyncio.to_thread(func, *args)
+        return func(*args)
 
     # -- recording ---------------------------------------------------------------------------------------------
     def _finish(self, outcome: Outcome, status: OutcomeStatus, error: str | None = None) -> None:
@@ -187,23 +201,16 @@ class Dispatcher:
         self._finish(outcome, "ok")
         return DispatchResult(outcome.request_id, decision, outcome, response=answer.response)
 
-    def _stream_done(
-        self,
-        outcome: Outcome,
-        state: StreamState,
-        messages: list[dict[str, Any]],
-        began: float,
-        exc: BaseException | None,
-    ) -> None:
+    def _stream_done(self, outcome: Outcome, answer: _Answer, exc: BaseException | None) -> None:
         """Log a stream once it has ended, broken, or been abandoned by its reader."""
-        assert outcome.model is not None
-        outcome.provider_ms = (time.perf_counter() - began) * 1000
-        usage = state.usage()
+        assert outcome.model is not None and answer.primed is not None
+        outcome.provider_ms = (time.perf_counter() - answer.began) * 1000
+        usage = answer.primed.usage()
         outcome.prompt_tokens = getattr(usage, "prompt_tokens", None) or self.llm.count_tokens(
-            outcome.model, messages=messages
+            outcome.model, messages=answer.sent
         )
         outcome.completion_tokens = getattr(usage, "completion_tokens", None) or self.llm.count_tokens(
-            outcome.model, text=state.text()
+            outcome.model, text=answer.primed.text()
         )
         outcome.cost_usd = self.llm.cost(outcome.model, None, outcome.prompt_tokens, outcome.completion_tokens)
         if exc is None:
@@ -214,8 +221,11 @@ class Dispatcher:
             failure = self.llm.classify(exc)
             self._finish(outcome, "stream_error", f"{failure.name}: {failure.reason}")
 
-    def _streaming(self, outcome: Outcome, decision: Decision | None, answer: _Answer, chunks: Any) -> DispatchResult:
+    def _streaming(self, outcome: Outcome, decision: Decision | None, answer: _Answer, sync: bool) -> DispatchResult:
+        """The result of a stream that started; it is logged when it ends (:meth:`_stream_done`)."""
         outcome.stream, outcome.model = True, answer.model
+        relay = logged if sync else alogged
+        chunks = relay(answer.response, answer.primed, functools.partial(self._stream_done, outcome, answer))
         return DispatchResult(outcome.request_id, decision, outcome, stream=chunks)
 
     # -- async -------------------------------------------------------------------------------------------------
@@ -227,24 +237,29 @@ class Dispatcher:
         model: str | None = None,
         decision_only: bool = False,
         stream: bool = False,
+        session: str | None = None,
         **params: Any,
     ) -> DispatchResult:
         """Route ``prompt`` (a string or OpenAI-style messages) and call the model, asynchronously.
 
         Args:
-            route (str | None): force this route instead of asking the router.
-            model (str | None): force this model (no fallbacks).
-            decision_only (bool): route and log, but call no model.
+            route (str | None): force this route instead of asking the router (the session's pin is bypassed).
+            model (str | None): force this model (no fallbacks; the session's pin is bypassed).
+            decision_only (bool): route and log, but call no model (sessions are not consulted).
             stream (bool): return a stream of chunks in ``result.stream``; it is returned only once its first
                 content has arrived, so a stream that fails before that falls back like a plain call.
-            **params: passed to the model (temperature, max_tokens, tools, ...).
+            session (str | None): the conversation's id: its first routed turn pins it to the model that answered,
+                later turns go there first (``result.outcome.sticky`` says whether the pin held).
+            **params: passed to the model (temperature, max_tokens, tools, ...), over the route table's defaults.
 
         Raises:
             DispatchError: every model in the chain failed, or the deadline passed (the outcome is logged).
         """
         began = time.perf_counter()
-        outcome, chain, messages = self._prepare(prompt, route, model, params)
-        decision = None
+        outcome, chain, messages = self._prepare(prompt, route, model, params, session)
+        decision, pin = None, None
+        if chain is None and session is not None and self.pins is not None and not decision_only:
+            pin, chain = await self._offload(self.pins.resume, session, self.routes, outcome)
         if chain is None:
             assert self.router is not None
             if self.decide is not None:
@@ -259,10 +274,12 @@ class Dispatcher:
         answer = await self._arun(plan, messages, stream, params)
         if answer is None:
             raise self._give_up(outcome, plan)
+        outcome.model = answer.model
+        if session is not None and self.pins is not None:
+            await self._offload(self.pins.settle, session, pin, outcome)
         if answer.primed is None:
             return self._answered(outcome, decision, answer)
-        chunks = self._alogged(outcome, answer, messages)
-        return self._streaming(outcome, decision, answer, chunks)
+        return self._streaming(outcome, decision, answer, sync=False)
 
     async def _arun(
         self, plan: AttemptPlan, messages: list[dict[str, Any]], stream: bool, params: dict[str, Any]
@@ -273,10 +290,11 @@ class Dispatcher:
                 await asyncio.sleep(step.seconds)
                 continue
             began = time.perf_counter()
+            sent, call_params = self._request(plan.outcome, step.model, messages, params)
             try:
                 async with asyncio.timeout(step.timeout):  # hard: the call and, for streams, the first content
                     response = await self.llm.acomplete(
-                        step.model, messages, timeout=step.timeout, stream=stream, **params
+                        step.model, sent, timeout=step.timeout, stream=stream, **call_params
                     )
                     primed = await aprime(response) if stream else None
                     if not stream:
@@ -288,20 +306,8 @@ class Dispatcher:
                 plan.abandoned(step)
                 raise
             plan.succeeded(step, began)
-            return _Answer(step.model, response, began, primed)
+            return _Answer(step.model, response, began, sent, primed)
         return None
-
-    async def _alogged(self, outcome: Outcome, answer: _Answer, messages: list[dict[str, Any]]) -> AsyncIterator[Any]:
-        assert answer.primed is not None
-        error: BaseException | None = None
-        try:
-            async for chunk in arelay(answer.response, answer.primed):
-                yield chunk
-        except (Exception, GeneratorExit, asyncio.CancelledError) as exc:
-            error = exc
-            raise
-        finally:
-            self._stream_done(outcome, answer.primed, messages, answer.began, error)
 
     # -- sync --------------------------------------------------------------------------------------------------
     def complete(
@@ -312,12 +318,15 @@ class Dispatcher:
         model: str | None = None,
         decision_only: bool = False,
         stream: bool = False,
+        session: str | None = None,
         **params: Any,
     ) -> DispatchResult:
         """Synchronous :meth:`acomplete` (same arguments, same policy and logging; streams are plain iterators)."""
         began = time.perf_counter()
-        outcome, chain, messages = self._prepare(prompt, route, model, params)
-        decision = None
+        outcome, chain, messages = self._prepare(prompt, route, model, params, session)
+        decision, pin = None, None
+        if chain is None and session is not None and self.pins is not None and not decision_only:
+            pin, chain = self.pins.resume(session, self.routes, outcome)
         if chain is None:
             assert self.router is not None
             decision = self.router.route(prompt)
@@ -329,9 +338,12 @@ class Dispatcher:
         answer = self._run(plan, messages, stream, params)
         if answer is None:
             raise self._give_up(outcome, plan)
+        outcome.model = answer.model
+        if session is not None and self.pins is not None:
+            self.pins.settle(session, pin, outcome)
         if answer.primed is None:
             return self._answered(outcome, decision, answer)
-        return self._streaming(outcome, decision, answer, self._logged(outcome, answer, messages))
+        return self._streaming(outcome, decision, answer, sync=True)
 
     def _run(
         self, plan: AttemptPlan, messages: list[dict[str, Any]], stream: bool, params: dict[str, Any]
@@ -342,8 +354,9 @@ class Dispatcher:
                 time.sleep(step.seconds)
                 continue
             began = time.perf_counter()
+            sent, call_params = self._request(plan.outcome, step.model, messages, params)
             try:
-                response = self.llm.complete(step.model, messages, timeout=step.timeout, stream=stream, **params)
+                response = self.llm.complete(step.model, sent, timeout=step.timeout, stream=stream, **call_params)
                 primed = prime(response) if stream else None
                 if not stream:
                     check_answer(response)
@@ -354,16 +367,5 @@ class Dispatcher:
                 plan.abandoned(step)
                 raise
             plan.succeeded(step, began)
-            return _Answer(step.model, response, began, primed)
+            return _Answer(step.model, response, began, sent, primed)
         return None
-
-    def _logged(self, outcome: Outcome, answer: _Answer, messages: list[dict[str, Any]]) -> Iterator[Any]:
-        assert answer.primed is not None
-        error: BaseException | None = None
-        try:
-            yield from relay(answer.response, answer.primed)
-        except (Exception, GeneratorExit) as exc:
-            error = exc
-            raise
-        finally:
-            self._stream_done(outcome, answer.primed, messages, answer.began, error)

@@ -11,13 +11,17 @@ stream ends without a finish reason, so a cut-short answer is never logged as ``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from .llm import EmptyResponseError, StreamIncompleteError
 
-__all__ = ["StreamState", "aprime", "arelay", "check_answer", "prime", "relay"]
+__all__ = ["StreamState", "alogged", "aprime", "arelay", "check_answer", "logged", "prime", "relay"]
+
+OnEnd = Callable[[BaseException | None], None]
+"""Called once when a relayed stream is over: with ``None`` when it ended, else with what stopped it."""
 
 
 def _first_choice(obj: Any) -> Any:
@@ -120,3 +124,28 @@ async def arelay(stream: Any, state: StreamState) -> AsyncIterator[Any]:
         state.add(chunk)
         yield chunk
     state.ended()
+
+
+def logged(stream: Any, state: StreamState, on_end: OnEnd) -> Iterator[Any]:
+    """:func:`relay`, then ``on_end``: with ``None``, the provider's error, or ``GeneratorExit`` (reader left)."""
+    error: BaseException | None = None
+    try:
+        yield from relay(stream, state)
+    except (Exception, GeneratorExit) as exc:
+        error = exc
+        raise
+    finally:
+        on_end(error)
+
+
+async def alogged(stream: Any, state: StreamState, on_end: OnEnd) -> AsyncIterator[Any]:
+    """:func:`arelay`, then ``on_end`` (as :func:`logged`; a cancelled reader gives ``CancelledError``)."""
+    error: BaseException | None = None
+    try:
+        async for chunk in arelay(stream, state):
+            yield chunk
+    except (Exception, GeneratorExit, asyncio.CancelledError) as exc:
+        error = exc
+        raise
+    finally:
+        on_end(error)

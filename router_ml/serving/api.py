@@ -33,9 +33,12 @@ from .state import ready_state
 if TYPE_CHECKING:
     from ..online.dispatch import DispatchResult
 
-__all__ = ["api_router"]
+__all__ = ["SESSION_HEADER", "api_router"]
 
 api_router = APIRouter()
+
+SESSION_HEADER = "x-router-session"
+"""Request header naming a conversation, for session stickiness (:mod:`router_ml.online.sessions`)."""
 
 
 def _forced_model(name: str, models: Sequence[str]) -> str | None:
@@ -73,7 +76,8 @@ async def _sse_events(result: DispatchResult, metrics: Metrics) -> AsyncIterator
 
 @api_router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(request: Request) -> Response:
-    """OpenAI chat completions: ``router``/``auto`` lets the router choose, a served model name forces it."""
+    """OpenAI chat completions: ``router``/``auto`` lets the router choose, a served model name forces it; an
+    ``x-router-session`` header keeps a conversation on one model (``x-router-sticky`` says whether it held)."""
     state = ready_state(request)
     assert state.dispatcher is not None
     config, metrics = state.config, state.metrics
@@ -82,13 +86,17 @@ async def chat_completions(request: Request) -> Response:
         raise over_limit(len(body.messages), "messages", config.max_messages, param="messages")
     forced = _forced_model(body.model, state.dispatcher.routes.all_models)
     messages, params = message_dicts(body.messages), body.model_extra or {}
+    session = request.headers.get(SESSION_HEADER)  # pins the conversation to the model of its first routed turn
     try:
-        result = await state.dispatcher.acomplete(messages, model=forced, stream=body.stream, **params)
+        result = await state.dispatcher.acomplete(messages, model=forced, stream=body.stream, session=session, **params)
     except DispatchError as exc:
         raise _upstream_error(exc, metrics) from None
     headers = decision_headers(
         result.request_id, result.decision, result.outcome.model, result.outcome.router_version or ""
     )
+    headers["x-router-sticky"] = str(result.outcome.sticky).lower()  # whether the session's pinned model answered
+    if result.decision is None and result.outcome.label:  # a pinned turn: the router was not asked
+        headers["x-router-route"] = result.outcome.label
     if not body.stream:
         metrics.outcome(result.outcome)
         return JSONResponse(result.response.model_dump(mode="json", exclude_none=True), headers=headers)

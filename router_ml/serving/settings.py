@@ -34,6 +34,8 @@ class ServiceConfig:
         reload_interval (float): seconds between checks for a newly promoted artifact; 0 checks only on
             ``/admin/reload``.
         prompt_storage (str): what the outcome log keeps of prompts: ``full``, ``hash`` or ``none``.
+        session_ttl (float): seconds a session's pin (``x-router-session``) lives after its last turn; 0 turns
+            stickiness off. Default 1800.
     """
 
     model: str
@@ -53,6 +55,7 @@ class ServiceConfig:
     deadline: float = 120.0
     reload_interval: float = 0.0
     prompt_storage: PromptStorage = "full"
+    session_ttl: float = 1800.0  # router_ml.online.sessions.DEFAULT_SESSION_TTL (not imported: this module stays light)
 
     def to_json(self) -> str:
         """The settings as JSON (how ``router-ml serve`` hands them to the workers)."""

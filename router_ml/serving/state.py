@@ -110,12 +110,14 @@ class ServiceState:
         )
         self.dispatcher = Dispatcher(
             router, router.routes, self.store, timeout=self.config.timeout, deadline=self.config.deadline,
-            decide=self.decide,
+            decide=self.decide, session_ttl=self.config.session_ttl,
         )  # fmt: skip
         self.router, self.artifact_dir = router, resolve(self.config.model)
 
     def close(self) -> None:
-        """Close the outcome store (blocking: it flushes pending writes)."""
+        """Close the session pins' connection and the outcome store (blocking: it flushes pending writes)."""
+        if self.dispatcher is not None and self.dispatcher.pins is not None:
+            self.dispatcher.pins.close()
         if self.store is not None:
             self.store.close()
 

@@ -11,11 +11,18 @@ The requested ``model`` name picks the behaviour (the part after the last "/" an
 - ``broken-*``      streams two chunks, then drops the connection
 - anything else     answers normally
 
+A test can also take any model down and bring it back: a model named in :attr:`StubLLMServer.down` (as recorded
+in :attr:`StubLLMServer.requests`) answers HTTP 500 until removed.
+
 Besides OpenAI's ``/v1/chat/completions`` it answers Anthropic's ``/v1/messages`` and Gemini's
 ``/models/{model}:generateContent``, so litellm's own provider code paths can be exercised (point the
 provider's ``api_base`` at :attr:`StubLLMServer.root_url`).
 
 ``stream: true`` is answered with server-sent events in OpenAI's chunk format. Only loopback is ever bound.
+
+Every request is recorded: its model in :attr:`StubLLMServer.requests`, and its JSON body, wire format and system
+messages in :attr:`StubLLMServer.received` (:class:`Received`), so tests and the demo can see exactly what a
+provider was sent.
 """
 
 from __future__ import annotations
@@ -25,13 +32,55 @@ import json
 import random
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from aiohttp import web
 
 from ..routes import RouteTable
 
-__all__ = ["StubLLMServer"]
+__all__ = ["Received", "StubLLMServer", "stub_route_table"]
+
+
+def _texts(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a list of blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request the stub answered.
+
+    Attributes:
+        model (str): the model as counted in :attr:`StubLLMServer.requests` (``anthropic/...``, ``gemini/...``, or
+            the name an OpenAI-format request gave).
+        wire (str): the wire format: ``openai``, ``anthropic`` or ``gemini``.
+        body (dict): the JSON body, as sent.
+    """
+
+    model: str
+    wire: Literal["openai", "anthropic", "gemini"]
+    body: dict[str, Any]
+
+    @property
+    def system(self) -> list[str]:
+        """The system messages' texts in the order the provider reads them, whatever the wire format."""
+        if self.wire == "openai":
+            return [_texts(m.get("content")) for m in self.body.get("messages", []) if m.get("role") == "system"]
+        if self.wire == "anthropic":
+            system = self.body.get("system")
+            return [system] if isinstance(system, str) else [_texts([block]) for block in system or []]
+        parts = (self.body.get("system_instruction") or self.body.get("systemInstruction") or {}).get("parts", [])
+        return [str(p.get("text", "")) for p in parts]
+
+    @property
+    def roles(self) -> list[str]:
+        """The roles of the conversation's messages, in order (OpenAI wire format; system messages included)."""
+        return [str(m.get("role")) for m in self.body.get("messages", [])]
 
 
 def _completion(model: str, text: str) -> dict[str, Any]:
@@ -59,6 +108,8 @@ class StubLLMServer:
         self.slow_seconds = slow_seconds
         self.random = random.Random(seed)
         self.requests: list[str] = []
+        self.received: list[Received] = []
+        self.down: set[str] = set()
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -103,11 +154,27 @@ class StubLLMServer:
         self._loop.run_forever()
         self._loop.run_until_complete(runner.cleanup())
 
+    def _record(self, model: str, wire: Literal["openai", "anthropic", "gemini"], body: dict[str, Any]) -> bool:
+        """Record a request; whether its model is down (see :attr:`down`)."""
+        with self._lock:
+            self.requests.append(model)
+            self.received.append(Received(model, wire, body))
+            return model in self.down
+
+    @staticmethod
+    def _down() -> web.Response:
+        return web.json_response({"error": {"message": "stub model is down", "type": "server_error"}}, status=500)
+
+    def sent_to(self, model: str) -> list[Received]:
+        """The requests ``model`` received (named as in :attr:`requests`), oldest first."""
+        with self._lock:
+            return [r for r in self.received if r.model == model]
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         model = str(body.get("model", ""))
-        with self._lock:
-            self.requests.append(model)
+        if self._record(model, "openai", body):
+            return self._down()
         name = model.rsplit("/", 1)[-1]
         kind, _, arg = name.partition("@")
         messages = body.get("messages") or [{"content": ""}]
@@ -138,8 +205,8 @@ class StubLLMServer:
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         model = str(body.get("model", ""))
-        with self._lock:
-            self.requests.append(f"anthropic/{model}")
+        if self._record(f"anthropic/{model}", "anthropic", body):
+            return self._down()
         content = body.get("messages", [{}])[-1].get("content", "")
         text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
         if body.get("stream"):
@@ -156,17 +223,18 @@ class StubLLMServer:
             }
         )
 
-    async def _gemini_request(self, request: web.Request) -> tuple[str, str]:
-        """The model and the last turn's text of a Gemini request (counted as a request to that model)."""
+    async def _gemini_request(self, request: web.Request) -> tuple[str, str, bool]:
+        """The model, the last turn's text, and whether the model is down, of a Gemini request (recorded)."""
         body = await request.json()
         model = request.match_info["model"]
-        with self._lock:
-            self.requests.append(f"gemini/{model}")
+        down = self._record(f"gemini/{model}", "gemini", body)
         parts = (body.get("contents") or [{}])[-1].get("parts", [])
-        return model, " ".join(p.get("text", "") for p in parts)
+        return model, " ".join(p.get("text", "") for p in parts), down
 
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
-        model, text = await self._gemini_request(request)
+        model, text, down = await self._gemini_request(request)
+        if down:
+            return self._down()
         return web.json_response(
             {
                 "candidates": [
@@ -218,7 +286,9 @@ class StubLLMServer:
 
     async def _gemini_stream(self, request: web.Request) -> web.StreamResponse:
         """Gemini's ``streamGenerateContent?alt=sse``: one candidate chunk per word, usage on the last."""
-        model, text = await self._gemini_request(request)
+        model, text, down = await self._gemini_request(request)
+        if down:
+            return self._down()
         words = f"stub answer to: {text[:40]}".split()
         events: list[tuple[str | None, dict[str, Any]]] = []
         for i, word in enumerate(words):

@@ -166,8 +166,10 @@ class LinearHead:
                 return None
             calibrated = estimator.calibrated_classifiers_[0]
             estimator, beta = calibrated.estimator, float(calibrated.calibrators[0].beta_)
-            # the inner regression sees label indices; keep them only if they are 0..k-1 in the head's order
-            classes = [calibrated.classes[i] for i in estimator.classes_]
+            # the inner regression sees label indices (scikit-learn's cross-validated calibration) or the labels
+            # themselves (calibrated on out-of-fold decisions); either way, kept only in the head's order
+            inner = estimator.classes_.tolist()
+            classes = [calibrated.classes[i] for i in inner] if all(type(i) is int for i in inner) else inner
         if not isinstance(estimator, LogisticRegression) or len(classes) < 3:
             return None
         if [str(c) for c in classes] != [str(c) for c in head.classes_]:

@@ -122,13 +122,19 @@ def _route_prompts(body: RouteRequest, config: ServiceConfig) -> tuple[list[Prom
 
 @api_router.post("/v1/route")
 async def route(request: Request) -> dict[str, Any]:
-    """The router's decision, without calling a model, for one prompt or conversation or a list of them."""
+    """The router's decision, without calling a model, for one prompt or conversation or a list of them; with
+    ``"explain": true``, each with its ``explanation`` (margin, nearest training prompts, top terms per route)."""
     state = ready_state(request)
-    assert state.dispatcher is not None
+    assert state.dispatcher is not None and state.router is not None
     body = await parse_body(request, RouteRequest, state.config.max_body_bytes)
     prompts, single = _route_prompts(body, state.config)
+    router = state.router
     results = await asyncio.gather(*(state.dispatcher.acomplete(p, decision_only=True) for p in prompts))
     data = [{"request_id": r.request_id, **r.decision.to_dict()} for r in results]  # type: ignore[union-attr]
+    if body.explain:  # off the event loop: it embeds the prompt again
+        explanations = await asyncio.gather(*(asyncio.to_thread(router.explain, p) for p in prompts))
+        for item, explanation in zip(data, explanations, strict=True):
+            item["explanation"] = explanation.to_dict()
     version = results[0].outcome.router_version
     if single:
         return {"object": "route", "router_version": version, **data[0]}

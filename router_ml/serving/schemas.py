@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from ..route import Decision
 
@@ -50,11 +50,13 @@ class ChatRequest(BaseModel):
 
 
 class RouteRequest(BaseModel):
-    """``POST /v1/route``: a conversation (``messages``) or ``input``, a string or a list of strings/conversations."""
+    """``POST /v1/route``: a conversation (``messages``) or ``input``, a string or a list of strings/conversations;
+    ``explain`` adds each decision's explanation (:meth:`router_ml.route.Router.explain`)."""
 
     model_config = ConfigDict(extra="forbid")
     messages: list[Message] | None = None
     input: str | list[str | list[Message]] | None = None
+    explain: StrictBool = False
 
 
 class FeedbackRequest(BaseModel):

@@ -12,6 +12,7 @@ import pytest
 from router_ml.exceptions import ConfigError
 from router_ml.route_options import instructions_hash
 from router_ml.routes import RouteTable, load_routes
+from router_ml.testing.demo import run_dispatch_demo
 from router_ml.testing.stub import StubLLMServer
 from tests.service_helpers import chat, logged, start_service
 from tests.test_service import _Server
@@ -188,3 +189,18 @@ def test_streams_carry_the_instructions_too(http, stub):
     assert "data: [DONE]" in response.text
     sent = stub.sent_to("ok-creative")[-1]
     assert sent.body["stream"] is True and sent.system == [WEIRD] and sent.roles == ["system", "user"]
+
+
+def test_the_seed_agents_demo_shows_which_instructions_reached_which_model(small_artifact, tmp_path):
+    """The demo sends the seed example through litellm's Anthropic, Gemini and OpenAI paths to the stub."""
+    lines: list[str] = []
+    run_dispatch_demo(small_artifact, tmp_path / "demo.db", echo=lines.append)
+    text = "\n".join(lines)
+    claude = next(i for i, line in enumerate(lines) if line.startswith("[code") and "anthropic/claude" in line)
+    assert "'You are an expert engineer. Write bugs? You are fired.'" in lines[claude + 2]
+    gemini = next(i for i, line in enumerate(lines) if line.startswith("[creative") and "gemini/gemini" in line)
+    assert "'You are a creative writer. Be weird.'" in lines[gemini + 2]
+    gpt = next(i for i, line in enumerate(lines) if line.startswith("[reasoning") and "openai/gpt-5" in line)
+    assert lines[gpt + 2].endswith("(none)")
+    assert "stays on anthropic/claude-sonnet-4-5 (pin held: True)" in text
+    assert "anthropic/claude-sonnet-4-5" in text and "gemini/gemini-2.5-pro" in text  # both wire formats reached

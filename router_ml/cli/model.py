@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -273,7 +274,8 @@ def migrate(artifact_dir: Path, trust_pickle: bool, out: Path | None) -> None:
 @click.option("--dev", type=EXISTING_FILE, default=None, help="Extra labelled file to evaluate on (default: none).")
 @click.pass_context
 def demo(ctx: click.Context, out: Path, dev: Path | None) -> None:
-    """The main job: train on the bundled data, evaluate (held-out split, and DEV if given), route examples."""
+    """The main job: train on the bundled data, evaluate (held-out split, and DEV if given), route examples, and
+    dispatch the three-specialist example to a loopback stub LLM server."""
     ctx.invoke(train, out=out, overwrite=True)
     click.echo("")
     ctx.invoke(eval_command, model_dir=out)
@@ -288,3 +290,7 @@ def demo(ctx: click.Context, out: Path, dev: Path | None) -> None:
         ctx.invoke(backends, model_dir=out, data_files=(dev,))
     click.echo("\nexample routing decisions:")
     ctx.invoke(route, prompts=EXAMPLE_PROMPTS, model_dir=out)
+    click.echo("\nthe three-specialist example (examples/seed_agents.toml), dispatched to a loopback stub LLM server:")
+    from ..testing.demo import run_dispatch_demo
+
+    run_dispatch_demo(out, Path(tempfile.mkdtemp(prefix="router-ml-demo-")) / "outcomes.db", echo=click.echo)

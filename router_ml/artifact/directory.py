@@ -161,6 +161,19 @@ def _prepare(path: Path, overwrite: bool) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
+def _encoded(
+    model: RouterModel, data: LabelledPrompts | None, embeddings: np.ndarray | None, neighbours_per_label: int
+) -> dict[str, bytes]:
+    """The head's files and, with training ``data``, the neighbours' (see :mod:`.neighbours`), as bytes."""
+    assert model.embedder is not None
+    contents = dict(zip((HEAD_JSON, HEAD_TENSORS), encode_head(model.head_), strict=True))
+    if data is not None and neighbours_per_label:
+        classes = model.head_.classes_.tolist()
+        encoded = encode_neighbours(model.embedder, classes, data, embeddings, neighbours_per_label)
+        contents |= dict(zip((NEIGHBOURS_JSON, NEIGHBOURS_TENSORS), encoded, strict=True))
+    return contents
+
+
 def save(
     model: RouterModel,
     path: str | Path,
@@ -199,12 +212,7 @@ def save(
     model._check_fitted()
     assert model.embedder is not None
     path = Path(path)
-    # encoded before touching the directory: either may refuse
-    contents = dict(zip((HEAD_JSON, HEAD_TENSORS), encode_head(model.head_), strict=True))
-    if data is not None and neighbours_per_label:
-        classes = model.head_.classes_.tolist()
-        encoded = encode_neighbours(model.embedder, classes, data, embeddings, neighbours_per_label)
-        contents |= dict(zip((NEIGHBOURS_JSON, NEIGHBOURS_TENSORS), encoded, strict=True))
+    contents = _encoded(model, data, embeddings, neighbours_per_label)  # before touching the directory: may refuse
     if routes_file is not None and Path(routes_file).stat().st_size > MAX_BYTES[ROUTES]:
         raise ArtifactError(f"{routes_file} is over {MAX_BYTES[ROUTES]:,} bytes; a route table is a small TOML file")
     _prepare(path, overwrite)

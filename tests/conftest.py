@@ -18,7 +18,7 @@ import pytest
 
 from router_ml import artifact
 from router_ml.data import LabelledPrompts, load_bundled
-from router_ml.embed import SentenceTransformerEmbedder
+from router_ml.embed import Embedder, SentenceTransformerEmbedder, make_embedder
 from router_ml.routes import bundled_routes_path
 from router_ml.training import TrainConfig, train
 
@@ -38,9 +38,18 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
-    """The real default embedder, loaded once per session."""
+def torch_embedder() -> SentenceTransformerEmbedder:
+    """The real default model on torch, loaded once per session (the reference the ONNX backends must match)."""
     emb = SentenceTransformerEmbedder()
+    emb.encode("warm up")
+    return emb
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real default model on the backend training uses by default (float ONNX: torch's embeddings, faster),
+    exported once per session into the session's cache, where every later export of the model is copied from."""
+    emb = make_embedder(backend=TrainConfig().backend)
     emb.encode("warm up")
     return emb
 
@@ -79,6 +88,19 @@ def small_artifact(small_result, small_data, tmp_path_factory) -> Path:
         metrics=small_result.metrics,
         routes_file=bundled_routes_path(),
     )
+
+
+@pytest.fixture(scope="session")
+def full_data() -> LabelledPrompts:
+    """The whole bundled training split."""
+    return load_bundled("train")
+
+
+@pytest.fixture(scope="session")
+def full_result(full_data, embedder):
+    """The router trained on the whole bundled training split with the default config: trained once per session,
+    its embeddings left in the session's cache (which the quickstart notebook then reads)."""
+    return train(full_data, TrainConfig(), embedder=embedder)
 
 
 @pytest.fixture

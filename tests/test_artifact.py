@@ -34,15 +34,20 @@ def test_manifest_contents(small_artifact, small_data, small_result):
         "training_data",
         "metrics",
         "library_versions",
+        "onnx_export",  # trained on the ONNX backend, the artifact carries its export
     }
+    assert {f"onnx/{name}" for name in ("export.json", "tokenizer.json", "model.onnx")} <= set(manifest["files"])
+    assert manifest["onnx_export"]["graphs"]["onnx"]["sha256"] == manifest["embedder"]["export"]["sha256"]
     assert manifest["schema_version"] == artifact.SCHEMA_VERSION
     assert manifest["labels"] == ["code", "creative", "reasoning", "simple"]
-    assert manifest["embedder"] == {
-        "backend": "torch",
+    saved = manifest["embedder"]
+    assert {k: saved[k] for k in ("backend", "name", "dim", "fingerprint")} == {
+        "backend": "onnx",  # training's default backend: the float ONNX export of the same weights
         "name": "all-MiniLM-L6-v2",
         "dim": 384,
         "fingerprint": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     }
+    assert saved["export"]["file"] == "model.onnx" and len(saved["export"]["sha256"]) == 64
     assert manifest["training_data"] == {
         "sha256": small_data.fingerprint(),
         "size": len(small_data),
@@ -63,6 +68,10 @@ def test_manifest_contents(small_artifact, small_data, small_result):
         "head.safetensors",
         "neighbours.json",
         "neighbours.safetensors",
+        "onnx/export.json",
+        "onnx/model.int8.onnx",
+        "onnx/model.onnx",
+        "onnx/tokenizer.json",
         "routes.toml",
     ]
     for name, entry in manifest["files"].items():

@@ -22,6 +22,7 @@ from router_ml.fast_head import LinearHead
 from router_ml.model import EmbeddingClassifier
 from router_ml.route import Router
 from router_ml.serving.batching import MicroBatcher
+from router_ml.training import train
 
 LONG_TAIL = "Now translate only the last sentence above into French."
 TEXTS = [
@@ -40,10 +41,18 @@ def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_onnx(folder=tmp_path_factory.mktemp("onnx") / "export")
 
 
+@pytest.fixture(scope="module")
+def torch_artifact(small_data, small_config, torch_embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small router trained on torch embeddings (no ONNX export of its own)."""
+    result = train(small_data, small_config, embedder=torch_embedder)
+    path = tmp_path_factory.mktemp("torch") / "router"
+    return artifact.save(result.model, path, threshold=result.threshold, data=small_data, metrics=result.metrics)
+
+
 @pytest.fixture
-def onnx_artifact(small_artifact: Path, onnx_export: Path, tmp_path: Path) -> Path:
-    """A copy of the small artifact holding the session's export in its onnx/ folder."""
-    path = Path(shutil.copytree(small_artifact, tmp_path / "router"))
+def onnx_artifact(torch_artifact: Path, onnx_export: Path, tmp_path: Path) -> Path:
+    """A copy of the torch-trained artifact with the session's export copied into its onnx/ folder (unrecorded)."""
+    path = Path(shutil.copytree(torch_artifact, tmp_path / "router"))
     shutil.copytree(onnx_export, path / "onnx")
     return path
 
@@ -59,8 +68,8 @@ def test_export_writes_both_graphs_with_hashes_and_is_reused(onnx_export: Path) 
     assert (onnx_export / EXPORT_META).stat().st_mtime_ns == mtime
 
 
-def test_onnx_matches_torch_and_int8_is_close(embedder, onnx_export: Path) -> None:
-    reference = embedder.encode(TEXTS)
+def test_onnx_matches_torch_and_int8_is_close(torch_embedder, onnx_export: Path) -> None:
+    reference = torch_embedder.encode(TEXTS)
     onnx = make_embedder(backend="onnx", export_dir=onnx_export).encode(TEXTS)
     int8 = make_embedder(backend="onnx-int8", export_dir=onnx_export).encode(TEXTS)
     assert onnx.shape == int8.shape == reference.shape and onnx.dtype == np.float32
@@ -73,8 +82,10 @@ def test_onnx_matches_torch_and_int8_is_close(embedder, onnx_export: Path) -> No
     assert np.allclose(one_by_one, onnx, atol=1e-5)
 
 
-def test_onnx_labels_agree_with_torch(small_artifact: Path, onnx_artifact: Path, small_data) -> None:
-    torch_router = Router.load(small_artifact, cache_size=0)
+def test_onnx_labels_agree_with_torch(torch_artifact: Path, onnx_artifact: Path, small_data) -> None:
+    assert not (torch_artifact / "onnx").exists()
+    torch_router = Router.load(torch_artifact, cache_size=0)
+    assert torch_router.backend == "torch"
     onnx_router = Router.load(onnx_artifact, backend="onnx", cache_size=0)
     assert onnx_router.backend == "onnx"
     export = json.loads((onnx_artifact / "onnx" / EXPORT_META).read_text())
@@ -84,7 +95,7 @@ def test_onnx_labels_agree_with_torch(small_artifact: Path, onnx_artifact: Path,
     assert [d.predicted for d in onnx_router.route_batch(prompts)] == torch_labels
 
 
-def test_long_prompts_keep_head_and_tail_without_warnings(embedder, onnx_export: Path, caplog) -> None:
+def test_long_prompts_keep_head_and_tail_without_warnings(torch_embedder, onnx_export: Path, caplog) -> None:
     long_text = TEXTS[-1]
     onnx = make_embedder(backend="onnx", export_dir=onnx_export)
     fitted = head_and_tail([long_text, "short"], onnx._splitter, onnx.max_seq_length)
@@ -98,11 +109,11 @@ def test_long_prompts_keep_head_and_tail_without_warnings(embedder, onnx_export:
     caplog.set_level(logging.DEBUG)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        vectors = [e.encode(long_text) for e in (embedder, onnx)]
+        vectors = [e.encode(long_text) for e in (torch_embedder, onnx)]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     # the tail is read: a different last instruction moves the embedding
     other = long_text.replace(LONG_TAIL, "Write a limerick about this report.")
-    assert float(embedder.encode(other) @ vectors[0]) < 0.99
+    assert float(torch_embedder.encode(other) @ vectors[0]) < 0.99
     assert float(vectors[0] @ vectors[1]) > 0.99999
 
 
@@ -135,8 +146,8 @@ def test_tampered_graph_is_refused(onnx_artifact: Path) -> None:
         Router.load(onnx_artifact, backend="onnx")
 
 
-def test_export_failure_is_clear_and_falls_back_only_when_asked(small_artifact: Path, tmp_path: Path) -> None:
-    path = Path(shutil.copytree(small_artifact, tmp_path / "router"))
+def test_export_failure_is_clear_and_falls_back_only_when_asked(torch_artifact: Path, tmp_path: Path) -> None:
+    path = Path(shutil.copytree(torch_artifact, tmp_path / "router"))
     (path / "onnx").mkdir()  # a leftover folder that is not an export
     with pytest.raises(EmbedderError, match=r"not a complete ONNX export.*delete it"):
         Router.load(path, backend="onnx")

@@ -1,4 +1,4 @@
-"""Routing quality of the router trained on the full bundled training split (slow: embeds ~4,000 prompts)."""
+"""Routing quality of the router trained on the full bundled training split (slow: embeds ~12,000 prompts)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from router_ml.data import load_bundled, load_file
 from router_ml.embed import embed_texts
 from router_ml.evaluation import cross_validate_methods, evaluate
 from router_ml.routes import load_routes
-from router_ml.training import TrainConfig, train
 
 from .conftest import DEV_PATH
 
@@ -16,9 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def bundled(embedder):
-    data = load_bundled("train")
-    return data, train(data, TrainConfig(), embedder=embedder)
+def bundled(full_data, full_result):
+    return full_data, full_result
 
 
 def test_heldout_split_quality(bundled):

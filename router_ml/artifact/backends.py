@@ -11,16 +11,32 @@ and the hashes are recorded once the backend is accepted.
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
 
-from ..embed import BACKENDS, PRECISION, Embedder, make_embedder
+from ..embed import BACKENDS, ONNX_BACKENDS, PRECISION, Embedder, make_embedder
 from ..exceptions import ArtifactError, EmbedderError
 from .integrity import EXPORT_FILES, ONNX_DIR, export_entries
 from .manifest import write_manifest
 
-__all__ = ["MACRO_F1_TOLERANCE", "backend_embedder", "check_backend", "export_dir", "record_export"]
+__all__ = [
+    "FASTEST",
+    "MACRO_F1_TOLERANCE",
+    "RUN_BACKENDS",
+    "backend_embedder",
+    "bundle_export",
+    "check_backend",
+    "export_dir",
+    "fastest_backend",
+    "record_export",
+]
+
+FASTEST = "fastest"
+"""The ``backend`` that :func:`router_ml.artifact.load` resolves with :func:`fastest_backend`."""
+RUN_BACKENDS = (FASTEST, *BACKENDS)
+"""What ``--backend`` of the commands that route accepts."""
 
 MACRO_F1_TOLERANCE = 0.01
 """Largest macro-F1 drop (measured by :func:`router_ml.backend_check.measure_backends`) accepted for a backend of
@@ -77,6 +93,31 @@ def backend_embedder(
     return embedder, adopted
 
 
+def _export_record(meta: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest keeps of an export under ``onnx_export``."""
+    return {"source_fingerprint": meta["source_fingerprint"], "graphs": meta["graphs"], "opset": meta["opset"]}
+
+
+def bundle_export(embedder: Embedder, path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """Put the ONNX export an ONNX-backed ``embedder`` runs into ``<artifact>/onnx`` (unless that folder already
+    holds the same export) and return its manifest entries and record: an artifact trained on ONNX carries its
+    graph, checked at every load like its other files. Other embedders: ``({}, None)``."""
+    folder, meta = getattr(embedder, "folder", None), getattr(embedder, "meta", None)
+    if folder is None or meta is None:
+        return {}, None
+    source, target = Path(folder), path / ONNX_DIR
+    meta_name = EXPORT_FILES[0]  # export.json: names every graph's hash
+    if target.resolve() != source.resolve():
+        same = (target / meta_name).is_file() and (target / meta_name).read_bytes() == (source / meta_name).read_bytes()
+        if not same:
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            for name in EXPORT_FILES:
+                shutil.copyfile(source / name, target / name)
+    entries = export_entries(path)
+    return entries, _export_record(meta)
+
+
 def record_export(
     path: Path, manifest: dict[str, Any], embedder: Embedder, adopted: dict[str, dict[str, Any]] | None
 ) -> None:
@@ -85,7 +126,7 @@ def record_export(
     meta = getattr(embedder, "meta", None)
     if meta is None:
         return
-    export = {"source_fingerprint": meta["source_fingerprint"], "graphs": meta["graphs"], "opset": meta["opset"]}
+    export = _export_record(meta)
     recorded = manifest.get("onnx_export")
     if adopted is not None or recorded is None:
         if os.access(path, os.W_OK):
@@ -127,26 +168,54 @@ def check_backend(manifest: dict[str, Any], embedder: Embedder, *, allow_unmeasu
     trained, backend = manifest["embedder"].get("backend", "torch"), embedder.backend
     if trained not in PRECISION or backend not in PRECISION or PRECISION[trained] == PRECISION[backend]:
         return
+    unmeasured = manifest.get("backends", {}).get(backend) is None
+    problem = _measured_problem(manifest, backend, embedder.describe().get("export", {}).get("sha256"))
+    if problem is None:
+        return
+    if unmeasured and allow_unmeasured:
+        warnings.warn(problem, RuntimeWarning, stacklevel=3)
+        return
+    raise ArtifactError(problem)
+
+
+def _measured_problem(manifest: dict[str, Any], backend: str, graph_sha256: str | None) -> str | None:
+    """Why ``backend`` may not run this router unmeasured-family-wise (``None``: it may): no measurement, a
+    measurement of another graph, or a macro-F1 drop over the tolerance."""
+    trained = manifest["embedder"].get("backend", "torch")
     record = manifest.get("backends", {}).get(backend)
     fix = f"measure it with `router-ml backends <artifact> --backend {backend}`, or load it with backend {trained!r}"
     if record is None:
-        message = (
+        return (
             f"this router was trained on {trained} ({PRECISION[trained]}) embeddings and has no measured accuracy "
             f"on {backend} ({PRECISION[backend]}) embeddings, which differ slightly; {fix}"
         )
-        if not allow_unmeasured:
-            raise ArtifactError(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-        return
-    current = embedder.describe().get("export", {}).get("sha256")
-    if current != record["export"]["sha256"]:
-        raise ArtifactError(
-            f"the {backend} graph in use ({str(current)[:12]}…) is not the one measured for this router "
+    if graph_sha256 != record["export"]["sha256"]:
+        return (
+            f"the {backend} graph in use ({str(graph_sha256)[:12]}…) is not the one measured for this router "
             f"({record['export']['sha256'][:12]}…); {fix}"
         )
     if record["macro_f1_delta"] < -MACRO_F1_TOLERANCE:
-        raise ArtifactError(
+        return (
             f"on {backend} embeddings this router's macro-F1 was {record['macro_f1']:.3f}, "
             f"{-record['macro_f1_delta']:.3f} below {trained} ({record['reference_macro_f1']:.3f}); more than the "
             f"{MACRO_F1_TOLERANCE} tolerated. Load it with backend {trained!r} or 'onnx'"
         )
+    return None
+
+
+def fastest_backend(manifest: dict[str, Any]) -> tuple[str, str]:
+    """The fastest backend this artifact has verified, and why: ``onnx-int8`` once ``router-ml backends`` measured
+    it within :data:`MACRO_F1_TOLERANCE` on the recorded export; else ``onnx`` when the artifact holds its export
+    or was trained on it (float ONNX gives torch's embeddings); else the backend it was trained on."""
+    trained = manifest["embedder"].get("backend", "torch")
+    export = manifest.get("onnx_export")
+    for other in ONNX_BACKENDS if export is not None else ():
+        graph = export.get("graphs", {}).get(other)
+        if PRECISION[other] == PRECISION.get(trained) or graph is None:
+            continue
+        if _measured_problem(manifest, other, graph["sha256"]) is None:
+            delta = manifest["backends"][other]["macro_f1_delta"]
+            return other, f"measured by `router-ml backends`: macro-F1 {delta:+.4f} against {trained}"
+    if export is not None or trained == "onnx":
+        return "onnx", "the float ONNX export: the same embeddings as torch"
+    return trained, "the backend it was trained on; `router-ml backends` exports and measures faster ones"

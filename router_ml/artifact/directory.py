@@ -46,6 +46,7 @@ from ..model import EmbeddingClassifier, RouterModel
 from .backends import (
     FASTEST,
     MACRO_F1_TOLERANCE,
+    bundle_export,
     check_backend,
     export_dir,
     fastest_backend,
@@ -223,6 +224,8 @@ def save(
     if routes_file is not None:
         shutil.copyfile(routes_file, path / ROUTES)
         files[ROUTES] = file_entry(path / ROUTES)
+    export_files, export_record = bundle_export(model.embedder, path)
+    files |= export_files
     created = datetime.now(UTC).isoformat(timespec="seconds")
     data_hash = data.fingerprint() if data is not None else None
     embedder = model.embedder.describe()
@@ -246,6 +249,8 @@ def save(
         "metrics": metrics or {},
         "library_versions": library_versions(),
     }
+    if export_record is not None:
+        manifest["onnx_export"] = export_record
     write_manifest(path, manifest)
     return path
 

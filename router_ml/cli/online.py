@@ -21,9 +21,11 @@ from .options import (
     F,
     data_files_option,
     db_option,
+    echo_backend,
     labelled_data,
     model_option,
     routes_option,
+    run_backend_option,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +65,7 @@ def _store(db: str | None, prompt_storage: str = "full") -> OutcomeStore:
 @click.option("--force-route", help="Use this route instead of asking the router.")
 @click.option("--force-model", help="Call this model (from the route table) directly.")
 @click.option("--decision-only", is_flag=True, help="Route and log, but call no model.")
+@run_backend_option
 @click.option("--stream", is_flag=True, help="Print the answer as it streams.")
 @click.option("--temperature", type=float, default=None)
 @click.option("--max-tokens", type=int, default=None)
@@ -86,13 +89,16 @@ def dispatch(
     temperature: float | None,
     max_tokens: int | None,
     deadline: float,
+    backend: str,
 ) -> None:
     """Route PROMPT, call the routed model through litellm (with fallbacks) and log the outcome."""
     from ..online.dispatch import Dispatcher
     from ..route import Router
     from ..routes import load_routes
 
-    router = Router.load(model_dir, routes) if model_dir is not None else None
+    router = Router.load(model_dir, routes, backend=backend) if model_dir is not None else None
+    if router is not None:
+        echo_backend(router, backend)
     table = router.routes if router is not None else load_routes(routes)
     params = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens}.items() if v is not None}
     with _store(db, prompt_storage) as store:

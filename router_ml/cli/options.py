@@ -26,16 +26,19 @@ __all__ = [
     "FILE",
     "ONNX_BACKEND",
     "PROMPT_STORAGE",
+    "RUN_BACKEND",
     "F",
     "LazyChoice",
     "backend_option",
     "data_columns",
     "data_files_option",
     "db_option",
+    "echo_backend",
     "group_options",
     "labelled_data",
     "model_option",
     "routes_option",
+    "run_backend_option",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,6 +75,7 @@ class LazyChoice(click.Choice[str]):
 BACKEND = LazyChoice("router_ml.embed:EMBEDDERS")
 """Any embedder backend."""
 ONNX_BACKEND = LazyChoice("router_ml.embed:ONNX_BACKENDS")
+RUN_BACKEND = LazyChoice("router_ml.artifact.backends:RUN_BACKENDS")
 """An embedder backend that runs an ONNX export."""
 CALIBRATION = LazyChoice("router_ml.model:CALIBRATIONS")
 """How the classifier's probabilities are calibrated."""
@@ -106,6 +110,28 @@ def backend_option(
 ) -> Callable[[F], F]:
     """``--backend``: one embedder backend, ``None`` for the artifact's."""
     return click.option("--backend", type=BACKEND, default=None, help=help)
+
+
+def run_backend_option(func: F) -> F:
+    """``--backend`` of the commands that route: by default the fastest backend the artifact has verified."""
+    return click.option(
+        "--backend", type=RUN_BACKEND, default="fastest", show_default=True,
+        help="Embedder backend. fastest: onnx-int8 once `router-ml backends` measured it within tolerance, else "
+        "onnx when the artifact holds its export or was trained on it, else the training backend.",
+    )(func)  # fmt: skip
+
+
+def echo_backend(router: Any, asked: str | None) -> None:
+    """Say on stderr which embedder backend ``router`` runs on, and why."""
+    from ..artifact import FASTEST, fastest_backend
+
+    used = router.backend
+    if asked == FASTEST:
+        chosen, why = fastest_backend(router.artifact.manifest)
+        note = f"fastest verified: {why}" if used == chosen else f"{chosen} could not be built, so the trained one"
+    else:
+        note = "as asked" if asked else "the one it was trained on"
+    click.echo(f"embedder backend: {used} ({note})", err=True)
 
 
 def data_files_option(flag: str, name: str, help: str, *, type: click.Path = EXISTING_FILE) -> Callable[[F], F]:

@@ -18,12 +18,12 @@ from .options import (
     ONNX_BACKEND,
     PROMPT_STORAGE,
     F,
-    backend_option,
     data_files_option,
     db_option,
     labelled_data,
     model_option,
     routes_option,
+    run_backend_option,
 )
 
 __all__ = ["backends", "serve"]
@@ -41,6 +41,16 @@ def _keys(value: str | None) -> list[str]:
     return [k.strip() for k in (value or "").split(",") if k.strip()]
 
 
+def _backend_note(model_dir: Path, backend: str) -> str:
+    """The backend ``serve`` will load, and why (each worker, and each reload, resolves ``fastest`` again)."""
+    from ..artifact import FASTEST, fastest_backend, read_manifest, resolve
+
+    if backend != FASTEST:
+        return f"{backend} (as asked)"
+    chosen, why = fastest_backend(read_manifest(resolve(model_dir)))
+    return f"{chosen} (fastest verified: {why})"
+
+
 @cli.command()
 @model_option("Router artifact, or models dir.")
 @routes_option()
@@ -50,8 +60,10 @@ def _keys(value: str | None) -> list[str]:
 @db_option(
     envvar="ROUTER_ML_DB", metavar=None, help="Outcome log: SQLite path or postgresql:// URL [env ROUTER_ML_DB]."
 )
-@backend_option("Embedder backend (default: the artifact's).")
-@click.option("--fallback-backend", type=BACKEND, help="Use this backend if --backend fails.")
+@run_backend_option
+@click.option(
+    "--fallback-backend", type=BACKEND, help="Use this backend if --backend fails (default: the trained one)."
+)
 @click.option(
     "--api-keys", envvar="ROUTER_ML_API_KEYS", help="Comma-separated bearer tokens for /v1/* [env ROUTER_ML_API_KEYS]."
 )
@@ -90,6 +102,7 @@ def serve(
     os.environ[CONFIG_ENV] = config.to_json()  # the workers build the app from it (uvicorn --factory)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="router-ml-metrics-")
+    click.echo(f"embedder backend: {_backend_note(model_dir, backend)}", err=True)
     auth = "bearer tokens required" if config.api_keys else "no authentication"
     click.echo(f"router-ml serving {model_dir} on http://{host}:{port}/v1 ({workers} worker(s), {auth})", err=True)
     uvicorn.run(

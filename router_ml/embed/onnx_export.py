@@ -167,11 +167,48 @@ def export_onnx(name: str = DEFAULT_MODEL, folder: str | Path | None = None, *, 
         return folder
     if folder.exists():  # exports appear whole (renamed into place), so this is not one in progress
         raise EmbedderError(f"{folder} exists but is not a complete ONNX export (no {EXPORT_META}); delete it")
+    if (cached := _cached_export(name, folder)) is not None:
+        _place(folder, lambda staging: shutil.copytree(cached, staging))
+        logger.info("copied the ONNX export of %s from %s to %s", name, cached, folder)
+        return folder
     source = SentenceTransformerEmbedder(name, device="cpu", verify=verify)
     pooling = _pooling_mode(source.model)
+    _place(folder, lambda staging: _export(name, source, pooling, staging))
+    logger.info("exported %s to ONNX in %s", name, folder)
+    return folder
+
+
+def _cached_export(name: str, folder: Path) -> Path | None:
+    """The complete export of ``name`` in the embedding cache (keyed by its weights' hash), if there is one and
+    ``folder`` is elsewhere: copying it is much faster than exporting again."""
+    try:
+        cached = default_export_dir(name)
+    except EmbedderError:  # the cache is off
+        return None
+    if cached.resolve() == folder.resolve() or not (cached / EXPORT_META).is_file():
+        return None
+    return cached
+
+
+def _place(folder: Path, fill: Any) -> None:
+    """Fill a staging folder with ``fill(staging)`` and rename it to ``folder`` (atomic; another process may win)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = folder.parent / f".{folder.name}.export-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
+    try:
+        fill(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        staging.rename(folder)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (folder / EXPORT_META).is_file():
+            raise EmbedderError(f"{folder} exists but holds no {EXPORT_META}; delete it to export again") from None
+
+
+def _export(name: str, source: SentenceTransformerEmbedder, pooling: str, staging: Path) -> None:
     staging.mkdir()
     try:
         _trace(source, staging / GRAPH_FILES["onnx"])
@@ -193,19 +230,9 @@ def export_onnx(name: str = DEFAULT_MODEL, folder: str | Path | None = None, *, 
         }
         (staging / EXPORT_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     except EmbedderError:
-        shutil.rmtree(staging, ignore_errors=True)
         raise
     except Exception as exc:  # torch.onnx and onnxruntime raise many types
-        shutil.rmtree(staging, ignore_errors=True)
         raise EmbedderError(
             f"exporting {name!r} to ONNX failed: {type(exc).__name__}: {exc}. Use backend='torch', or load with "
             "fallback_backend='torch' to fall back automatically"
         ) from exc
-    try:
-        staging.rename(folder)  # atomic; another process may have won the race, which is fine
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (folder / EXPORT_META).is_file():
-            raise EmbedderError(f"{folder} exists but holds no {EXPORT_META}; delete it to export again") from None
-    logger.info("exported %s to ONNX in %s", name, folder)
-    return folder

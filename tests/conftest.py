@@ -91,6 +91,22 @@ def small_artifact(small_result, small_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def torch_artifact(small_data, small_config, torch_embedder, tmp_path_factory) -> Path:
+    """The small router trained on torch embeddings: an artifact with no ONNX export of its own."""
+    result = train(small_data, small_config, embedder=torch_embedder)
+    path = tmp_path_factory.mktemp("torch") / "router"
+    return artifact.save(
+        result.model,
+        path,
+        threshold=result.threshold,
+        data=small_data,
+        embeddings=result.embeddings,
+        metrics=result.metrics,
+        routes_file=bundled_routes_path(),
+    )
+
+
+@pytest.fixture(scope="session")
 def full_data() -> LabelledPrompts:
     """The whole bundled training split."""
     return load_bundled("train")

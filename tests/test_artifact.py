@@ -83,6 +83,7 @@ def test_manifest_contents(small_artifact, small_data, small_result):
         "manifest.json",
         "neighbours.json",
         "neighbours.safetensors",
+        "onnx",
         "routes.toml",
     ]
     assert (small_artifact / "routes.toml").read_bytes() == bundled_routes_path().read_bytes()

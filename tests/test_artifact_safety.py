@@ -1,4 +1,7 @@
-"""Loading an artifact never runs code from it, and refuses a changed, missing, unexpected or hostile file."""
+"""Loading an artifact never runs code from it, and refuses a changed, missing, unexpected or hostile file.
+
+Most tests use the torch-trained small artifact, which holds no ONNX export: they plant one themselves.
+"""
 
 from __future__ import annotations
 
@@ -81,10 +84,10 @@ def _edit_structure(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
 
 
 @pytest.fixture(scope="module")
-def full_artifact(small_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def full_artifact(torch_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small artifact plus eval/ and eval-dev/ reports, retrain-report.json, and an onnx/ folder recorded in
     its manifest (placeholder bytes: a torch load checks these files, never reads them)."""
-    path = _copy(small_artifact, tmp_path_factory.mktemp("full"))
+    path = _copy(torch_artifact, tmp_path_factory.mktemp("full"))
     for folder in ("eval", "eval-dev"):
         (path / folder).mkdir()
         (path / folder / "report.json").write_text("{}")
@@ -146,7 +149,7 @@ def _legacy(model: Any, path: Path, routes: Path) -> Path:
     return path
 
 
-def test_the_reported_repro_a_pickled_head_is_refused_before_it_runs(small_artifact, payload, tmp_path):
+def test_the_reported_repro_a_pickled_head_is_refused_before_it_runs(torch_artifact, payload, tmp_path):
     from click.testing import CliRunner
 
     from router_ml.cli import cli
@@ -154,9 +157,9 @@ def test_the_reported_repro_a_pickled_head_is_refused_before_it_runs(small_artif
     data, sentinel = payload
     path = tmp_path / "old"
     path.mkdir()
-    shutil.copyfile(small_artifact / "routes.toml", path / "routes.toml")
+    shutil.copyfile(torch_artifact / "routes.toml", path / "routes.toml")
     (path / "head.joblib").write_bytes(data)
-    _write_manifest(path, _manifest(small_artifact) | {"schema_version": 1, "head": {"file": "head.joblib"}})
+    _write_manifest(path, _manifest(torch_artifact) | {"schema_version": 1, "head": {"file": "head.joblib"}})
     result = CliRunner().invoke(cli, ["route", "--model", str(path), "hello"])
     assert result.exit_code != 0 and "pickled router artifact" in result.output
     assert not sentinel.exists()
@@ -168,9 +171,9 @@ def test_the_reported_repro_a_pickled_head_is_refused_before_it_runs(small_artif
 
 
 def test_pickled_artifact_is_refused_and_migrates_exactly_when_trusted(
-    small_result, small_artifact, small_data, small_X, embedder, tmp_path
+    small_result, torch_artifact, small_data, small_X, embedder, tmp_path
 ):
-    path = _legacy(small_result.model, tmp_path / "old", small_artifact / "routes.toml")
+    path = _legacy(small_result.model, tmp_path / "old", torch_artifact / "routes.toml")
     with pytest.raises(ArtifactError, match=r"pickled router artifact.*router-ml migrate ARTIFACT --trust-pickle"):
         artifact.load(path, embedder=embedder)
     from click.testing import CliRunner
@@ -197,8 +200,8 @@ def test_pickled_artifact_is_refused_and_migrates_exactly_when_trusted(
 
 
 @pytest.mark.parametrize("name", ["head.json", "head.safetensors", "routes.toml"])
-def test_one_flipped_byte_is_refused_before_parsing(name, small_artifact, embedder, tmp_path):
-    path = _copy(small_artifact, tmp_path)
+def test_one_flipped_byte_is_refused_before_parsing(name, torch_artifact, embedder, tmp_path):
+    path = _copy(torch_artifact, tmp_path)
     data = bytearray((path / name).read_bytes())
     data[len(data) // 2] ^= 0x01
     (path / name).write_bytes(bytes(data))
@@ -209,32 +212,32 @@ def test_one_flipped_byte_is_refused_before_parsing(name, small_artifact, embedd
         artifact.load(path, embedder=embedder)
 
 
-def test_missing_unexpected_and_linked_files_are_refused(small_artifact, embedder, tmp_path):
-    path = _copy(small_artifact, tmp_path)
+def test_missing_unexpected_and_linked_files_are_refused(torch_artifact, embedder, tmp_path):
+    path = _copy(torch_artifact, tmp_path)
     (path / "routes.toml").unlink()
     with pytest.raises(ArtifactError, match=r"routes\.toml is missing: the manifest lists it"):
         artifact.load(path, embedder=embedder)
-    path = _copy(small_artifact, tmp_path, "notes")
+    path = _copy(torch_artifact, tmp_path, "notes")
     (path / "notes.txt").write_text("hello")
     (path / "cache").mkdir()
     with pytest.raises(ArtifactError, match=r"unexpected \['cache/', 'notes\.txt'\].*Move them out"):
         artifact.load(path, embedder=embedder)
-    path = _copy(small_artifact, tmp_path, "linked")
+    path = _copy(torch_artifact, tmp_path, "linked")
     (path / "routes.toml").unlink()
-    (path / "routes.toml").symlink_to(small_artifact / "routes.toml")
+    (path / "routes.toml").symlink_to(torch_artifact / "routes.toml")
     with pytest.raises(ArtifactError, match=r"routes\.toml is not a regular file"):
         artifact.load(path, embedder=embedder)
 
 
-def test_the_manifest_may_list_only_artifact_files(small_artifact, embedder, tmp_path):
+def test_the_manifest_may_list_only_artifact_files(torch_artifact, embedder, tmp_path):
     for name in ("../../etc/passwd", "head.joblib"):
-        path = _copy(small_artifact, tmp_path, name.replace("/", "_"))
+        path = _copy(torch_artifact, tmp_path, name.replace("/", "_"))
         manifest = _manifest(path)
         manifest["files"][name] = {"sha256": "0" * 64, "size": 1}
         _write_manifest(path, manifest)
         with pytest.raises(ArtifactError, match="which is not a file a router artifact holds"):
             artifact.load(path, embedder=embedder)
-    path = _copy(small_artifact, tmp_path, "nan")
+    path = _copy(torch_artifact, tmp_path, "nan")
     (path / "manifest.json").write_text(
         (path / "manifest.json").read_text().replace('"threshold": ', '"threshold": NaN, "x": ')
     )
@@ -259,9 +262,9 @@ def _tensor_edits() -> dict[str, tuple[Callable[[dict[str, np.ndarray]], None], 
 
 
 @pytest.mark.parametrize("case", sorted(_tensor_edits()))
-def test_hostile_tensors_are_refused(case, small_artifact, embedder, tmp_path):
+def test_hostile_tensors_are_refused(case, torch_artifact, embedder, tmp_path):
     edit, message = _tensor_edits()[case]
-    path = _copy(small_artifact, tmp_path)
+    path = _copy(torch_artifact, tmp_path)
     _edit_tensors(path, edit)
     with pytest.raises(ArtifactError, match=message):
         artifact.load(path, embedder=embedder)
@@ -293,15 +296,15 @@ def _structure_edits() -> dict[str, tuple[Callable[[dict[str, Any]], None], str]
 
 
 @pytest.mark.parametrize("case", sorted(_structure_edits()))
-def test_hostile_structure_is_refused(case, small_artifact, embedder, tmp_path):
+def test_hostile_structure_is_refused(case, torch_artifact, embedder, tmp_path):
     edit, message = _structure_edits()[case]
-    path = _copy(small_artifact, tmp_path)
+    path = _copy(torch_artifact, tmp_path)
     _edit_structure(path, edit)
     with pytest.raises(ArtifactError, match=message):
         artifact.load(path, embedder=embedder)
 
 
-def test_truncated_and_absurd_files_fail_fast_without_allocating(small_artifact, embedder, tmp_path):
+def test_truncated_and_absurd_files_fail_fast_without_allocating(torch_artifact, embedder, tmp_path):
     cases = {
         "truncated tensors": lambda p: _relist(p, "head.safetensors", (p / "head.safetensors").read_bytes()[:999]),
         "truncated json": lambda p: _relist(p, "head.json", (p / "head.json").read_bytes()[:999]),
@@ -310,13 +313,13 @@ def test_truncated_and_absurd_files_fail_fast_without_allocating(small_artifact,
     }
     messages = ["cannot be read", "not valid JSON", "declares a 4,611,686,018,427,387,904-byte header", "too short"]
     for (case, edit), message in zip(cases.items(), messages, strict=True):
-        path = _copy(small_artifact, tmp_path, case.replace(" ", "-"))
+        path = _copy(torch_artifact, tmp_path, case.replace(" ", "-"))
         edit(path)
         started = time.perf_counter()
         with pytest.raises(ArtifactError, match=message):
             artifact.load(path, embedder=embedder)
         assert time.perf_counter() - started < 5, case
-    path = _copy(small_artifact, tmp_path, "declared")
+    path = _copy(torch_artifact, tmp_path, "declared")
     manifest = _manifest(path)
     manifest["files"]["head.safetensors"]["size"] = 10**15
     _write_manifest(path, manifest)
@@ -349,9 +352,9 @@ def test_every_head_round_trips_exactly(calibration, small_data, small_X):
 
 
 def test_a_loaded_router_keeps_the_estimator_contract_and_refits(
-    small_artifact, small_result, small_data, small_X, embedder
+    torch_artifact, small_result, small_data, small_X, embedder
 ):
-    loaded = artifact.load(small_artifact, embedder=embedder)
+    loaded = artifact.load(torch_artifact, embedder=embedder)
     router = Router(loaded)
     assert router._head is not None  # the fast head is compiled from the data-only head
     texts, X = small_data.texts, small_X
@@ -362,17 +365,20 @@ def test_a_loaded_router_keeps_the_estimator_contract_and_refits(
     refit = RouterModel(embedder=embedder, head=clone(loaded.model.head_))
     refit.fit(texts, small_data.labels, embeddings=X)
     assert refit.head_ is not loaded.model.head_ and list(refit.classes_) == LABELS
+    original = RouterModel(embedder=embedder, head=clone(small_result.model.head_)).fit(
+        texts, small_data.labels, embeddings=X
+    )  # the head as trained, refitted the same way: the loaded one's parameters are the trained one's
     np.testing.assert_allclose(
-        refit.predict_proba_embeddings(X, texts), small_result.model.predict_proba_embeddings(X, texts), atol=1e-6
+        refit.predict_proba_embeddings(X, texts), original.predict_proba_embeddings(X, texts), atol=1e-6
     )
 
 
-def test_overwrite_replaces_an_artifact_keeps_reports_and_refuses_foreign_files(small_result, small_artifact, tmp_path):
-    path = _legacy(small_result.model, tmp_path / "old", small_artifact / "routes.toml")
+def test_overwrite_replaces_an_artifact_keeps_reports_and_refuses_foreign_files(small_result, torch_artifact, tmp_path):
+    path = _legacy(small_result.model, tmp_path / "old", torch_artifact / "routes.toml")
     (path / "eval").mkdir()
     (path / "eval" / "report.json").write_text("{}")
     artifact.save(small_result.model, path, threshold=0.5, overwrite=True)
-    assert sorted(p.name for p in path.iterdir()) == ["eval", "head.json", "head.safetensors", "manifest.json"]
+    assert sorted(p.name for p in path.iterdir()) == ["eval", "head.json", "head.safetensors", "manifest.json", "onnx"]
     (path / "notes.txt").write_text("mine")
     with pytest.raises(ArtifactError, match=r"holds \['notes\.txt'\].*deletes nothing else"):
         artifact.save(small_result.model, path, threshold=0.5, overwrite=True)
@@ -392,8 +398,8 @@ def onnx_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_onnx(folder=tmp_path_factory.mktemp("onnx") / "export")
 
 
-def test_an_onnx_export_is_adopted_recorded_and_then_checked(small_artifact, onnx_folder, embedder, tmp_path):
-    path = _copy(small_artifact, tmp_path)
+def test_an_onnx_export_is_adopted_recorded_and_then_checked(torch_artifact, onnx_folder, embedder, tmp_path):
+    path = _copy(torch_artifact, tmp_path)
     shutil.copytree(onnx_folder, path / "onnx")  # an export not recorded yet: never read by a torch load
     (path / "onnx" / "stray.pkl").write_bytes(b"not part of an export")
     assert artifact.load(path, embedder=embedder).model.predict(["Sort a list."])[0] in LABELS

@@ -22,7 +22,6 @@ from router_ml.fast_head import LinearHead
 from router_ml.model import EmbeddingClassifier
 from router_ml.route import Router
 from router_ml.serving.batching import MicroBatcher
-from router_ml.training import train
 
 LONG_TAIL = "Now translate only the last sentence above into French."
 TEXTS = [
@@ -39,14 +38,6 @@ TEXTS = [
 def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real ONNX export of the bundled model (float and int8), made once per session."""
     return export_onnx(folder=tmp_path_factory.mktemp("onnx") / "export")
-
-
-@pytest.fixture(scope="module")
-def torch_artifact(small_data, small_config, torch_embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small router trained on torch embeddings (no ONNX export of its own)."""
-    result = train(small_data, small_config, embedder=torch_embedder)
-    path = tmp_path_factory.mktemp("torch") / "router"
-    return artifact.save(result.model, path, threshold=result.threshold, data=small_data, metrics=result.metrics)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup run test bench load chaos demo serve lint clean
+.PHONY: setup run test test-fast bench train-bench load chaos demo serve lint clean
 
 setup: $(VENV)/.installed
 
@@ -28,8 +28,15 @@ run: setup
 test: setup
 	$(PY) -m pytest
 
+# the inner loop: everything but the full-data training, the notebook and the chaos runs
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
 bench: setup
 	$(PY) scripts/benchmark.py
+
+train-bench: setup
+	$(PY) scripts/train_bench.py
 
 load: setup
 	$(PY) scripts/load_test.py --model artifacts/router

@@ -97,13 +97,21 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         return sp.hstack([sp.csr_matrix(X), ngrams], format="csr")
 
     def fit(
-        self, X: np.ndarray, y: Sequence[str], texts: Sequence[str] | None = None, *, oof_decisions: Any = None
+        self,
+        X: np.ndarray,
+        y: Sequence[str],
+        texts: Sequence[str] | None = None,
+        *,
+        oof_decisions: Any = None,
+        ngrams: tuple[FeatureUnion, Any] | None = None,
     ) -> EmbeddingClassifier:
         """Fit on an ``(n, dim)`` embedding matrix, ``n`` labels and (with ``tfidf``) the ``n`` texts.
 
-        ``oof_decisions``: out-of-fold decision values of this head's (uncalibrated) regression on the same rows,
-        as model selection computes them (:mod:`router_ml.selection`); the calibration is then fitted on them
-        instead of on ``calibration_cv`` further folds.
+        Model selection (:mod:`router_ml.selection`) can pass what it already computed:
+
+        - ``oof_decisions``: out-of-fold decision values of this head's (uncalibrated) regression on the same rows;
+          the calibration is then fitted on them instead of on ``calibration_cv`` further folds;
+        - ``ngrams``: :func:`tfidf_features` already fitted on these ``texts``, and its features of them.
         """
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
@@ -111,9 +119,13 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = unique_labels(y)
         if len(self.classes_) < 2:
             raise DataError(f"need at least two labels to train a router, found only {list(self.classes_)}")
-        if self.tfidf:
-            self.vectorizer_ = tfidf_features()
-        features = self._features(X, texts, fit=True)
+        if self.tfidf and ngrams is not None:
+            self.vectorizer_, matrix = ngrams
+            features = sp.hstack([sp.csr_matrix(X), matrix], format="csr")
+        else:
+            if self.tfidf:
+                self.vectorizer_ = tfidf_features()
+            features = self._features(X, texts, fit=True)
         lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
         if self.calibration == "none":
             self.estimator_ = lr.fit(features, y)
@@ -159,13 +171,13 @@ class RouterModel(ClassifierMixin, BaseEstimator):
         return np.atleast_2d(self.embedder.encode(texts))
 
     def fit(
-        self, texts: Sequence[str], y: Sequence[str], *, embeddings: np.ndarray | None = None, oof_decisions: Any = None
+        self, texts: Sequence[str], y: Sequence[str], *, embeddings: np.ndarray | None = None, **head_fit: Any
     ) -> RouterModel:
-        """Fit the head on the texts' embeddings (pass precomputed ``embeddings`` to skip embedding, and the head's
-        out-of-fold ``oof_decisions`` to calibrate on them: see :meth:`EmbeddingClassifier.fit`)."""
+        """Fit the head on the texts' embeddings (pass precomputed ``embeddings`` to skip embedding; ``head_fit``
+        goes to :meth:`EmbeddingClassifier.fit`)."""
         X = self._embed(texts) if embeddings is None else embeddings
         self.head_ = clone(self.head) if self.head is not None else EmbeddingClassifier()
-        self.head_.fit(X, list(y), texts=list(texts), oof_decisions=oof_decisions)
+        self.head_.fit(X, list(y), texts=list(texts), **head_fit)
         self.classes_ = self.head_.classes_
         return self
 

@@ -33,7 +33,7 @@ from sklearn.linear_model import LogisticRegression
 
 from .model import tfidf_features
 
-__all__ = ["NgramCounts", "Setting", "cross_validate_grid", "parallel_jobs"]
+__all__ = ["NgramCounts", "Setting", "analyse_texts", "cross_validate_grid", "parallel_jobs"]
 
 _COUNT_PARAMS = set(CountVectorizer().get_params()) - {"min_df", "max_df", "max_features", "vocabulary"}
 
@@ -89,6 +89,19 @@ class NgramCounts:
         return [sp.hstack(parts, format="csr") for parts in blocks]
 
 
+def _fitted_tfidf(texts: Sequence[str]) -> tuple[Any, sp.csr_matrix]:
+    vectorizer = tfidf_features()
+    return vectorizer, vectorizer.fit_transform(texts)
+
+
+def analyse_texts(texts: Sequence[str], n_jobs: int | None = -1) -> tuple[NgramCounts, tuple[Any, sp.csr_matrix]]:
+    """The texts' :class:`NgramCounts` for the folds, and :func:`~router_ml.model.tfidf_features` fitted on all
+    of them with its features, for the final head: two analyses of the same texts, run side by side."""
+    jobs = [delayed(NgramCounts)(texts), delayed(_fitted_tfidf)(texts)]
+    counts, final = Parallel(n_jobs=parallel_jobs(n_jobs, len(jobs)))(jobs)
+    return counts, final
+
+
 def _doc_count(limit: float, n_docs: int) -> float:
     """A ``min_df``/``max_df`` as a document count, as scikit-learn reads it."""
     return limit if isinstance(limit, Integral) else limit * n_docs
@@ -123,6 +136,7 @@ def cross_validate_grid(
     *,
     n_jobs: int | None = -1,
     max_iter: int = 5000,
+    counts: NgramCounts | None = None,
 ) -> dict[Setting, np.ndarray]:
     """Out-of-fold decision values of every setting's logistic regression (uncalibrated).
 
@@ -134,12 +148,13 @@ def cross_validate_grid(
         splits (Sequence[tuple]): ``(train, test)`` index arrays; each row is in exactly one test fold.
         n_jobs (int | None): parallel workers (``-1`` = every core).
         max_iter (int): solver iterations.
+        counts (NgramCounts | None): the texts' n-gram counts, if already made (see :func:`analyse_texts`).
 
     Returns:
         dict: each setting's decision values, ``(n, n_classes)`` (``(n,)`` for two classes), rows in input order.
     """
     y_arr = np.asarray(y)
-    ngrams = NgramCounts(texts) if any(s.tfidf for s in settings) else None
+    ngrams = (counts or NgramCounts(texts)) if any(s.tfidf for s in settings) else None
     tasks = [(s, tr, te) for s in settings for tr, te in splits]
     workers = parallel_jobs(n_jobs, len(tasks))
     results = Parallel(n_jobs=workers)(

@@ -126,6 +126,10 @@ def test_final_head_is_calibrated_on_the_chosen_settings_decisions(small_data, s
     assert sp.issparse(features)
     proba = head.predict_proba(small_result.embeddings, small_data.texts)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    fresh = tfidf_features().fit(small_data.texts)  # the final vectorizer, fitted alongside model selection
+    assert [v.vocabulary_ for _, v in head.vectorizer_.transformer_list] == [
+        v.vocabulary_ for _, v in fresh.transformer_list
+    ]
     lr = head.estimator_.calibrated_classifiers_[0].estimator
     assert (head.classes_[proba.argmax(axis=1)] == lr.predict(features)).all()  # temperature keeps the arg-max
     assert (head.classes_[proba.argmax(axis=1)] == np.asarray(small_data.labels)).mean() > 0.9

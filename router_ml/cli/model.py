@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -275,22 +276,51 @@ def migrate(artifact_dir: Path, trust_pickle: bool, out: Path | None) -> None:
 @click.pass_context
 def demo(ctx: click.Context, out: Path, dev: Path | None) -> None:
     """The main job: train on the bundled data, evaluate (held-out split, and DEV if given), route examples, and
-    dispatch the three-specialist example to a loopback stub LLM server."""
-    ctx.invoke(train, out=out, overwrite=True)
-    click.echo("")
-    ctx.invoke(eval_command, model_dir=out)
-    if dev is not None:
-        click.echo("")
-        ctx.invoke(
-            eval_command, model_dir=out, data_files=(dev,), report_dir=out / "eval-dev", cv_folds=5, group_depth=1
-        )
-    click.echo("\nfaster embedder backends, measured against torch on the same data:")
-    ctx.invoke(backends, model_dir=out)
-    if dev is not None:
-        ctx.invoke(backends, model_dir=out, data_files=(dev,))
-    click.echo("\nexample routing decisions:")
-    ctx.invoke(route, prompts=EXAMPLE_PROMPTS, model_dir=out)
-    click.echo("\nthe three-specialist example (examples/seed_agents.toml), dispatched to a loopback stub LLM server:")
+    dispatch the three-specialist example to a loopback stub LLM server. Ends with the time each stage took."""
     from ..testing.demo import run_dispatch_demo
 
-    run_dispatch_demo(out, Path(tempfile.mkdtemp(prefix="router-ml-demo-")) / "outcomes.db", echo=click.echo)
+    stages: dict[str, float] = {}
+
+    def timed(name: str, command: Any, **kwargs: Any) -> None:
+        started = time.perf_counter()
+        if isinstance(command, click.Command):
+            ctx.invoke(command, **kwargs)
+        else:
+            command(**kwargs)
+        stages[name] = stages.get(name, 0.0) + time.perf_counter() - started
+
+    timed("train", train, out=out, overwrite=True)
+    click.echo("")
+    timed("evaluate: held-out split", eval_command, model_dir=out)
+    if dev is not None:
+        click.echo("")
+        timed(
+            f"evaluate: {dev.name}, with 5-fold grouped CV",
+            eval_command, model_dir=out, data_files=(dev,), report_dir=out / "eval-dev", cv_folds=5, group_depth=1,
+        )  # fmt: skip
+    click.echo("\nfaster embedder backends, measured against the training backend on the same data:")
+    timed("measure backends", backends, model_dir=out)
+    if dev is not None:
+        timed("measure backends", backends, model_dir=out, data_files=(dev,))
+    click.echo("\nexample routing decisions:")
+    timed("route examples", route, prompts=EXAMPLE_PROMPTS, model_dir=out)
+    click.echo("\nthe three-specialist example (examples/seed_agents.toml), dispatched to a loopback stub LLM server:")
+    db = Path(tempfile.mkdtemp(prefix="router-ml-demo-")) / "outcomes.db"
+    timed("dispatch demo", run_dispatch_demo, model_dir=out, db=db, echo=click.echo)
+    _echo_stages(stages, out)
+
+
+def _echo_stages(stages: dict[str, float], out: Path) -> None:
+    """The time table that ends ``demo``, with training's own split (embedding, model selection, final fit)."""
+    from .. import artifact
+
+    training = artifact.read_manifest(out)["metrics"]
+    embedding = training.get("embedding", {})
+    click.echo("\ntime per stage:")
+    for name, seconds in stages.items():
+        click.echo(f"  {name:<44} {seconds:7.1f}s")
+        if name == "train" and "stage_seconds" in training:
+            split = ", ".join(f"{k} {v:.1f}s" for k, v in training["stage_seconds"].items())
+            rate = f"{embedding.get('prompts_per_second', 0):.0f} prompts/s on {embedding.get('backend', '?')}"
+            click.echo(f"    ({split}; embedding {rate}{', cached' if embedding.get('cached') else ''})")
+    click.echo(f"  {'total':<44} {sum(stages.values()):7.1f}s")

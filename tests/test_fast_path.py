@@ -292,3 +292,62 @@ def test_cli_backends_measures_and_route_uses_the_backend(onnx_artifact: Path, s
     assert json.loads(routed.output.splitlines()[-1])["label"] in ("code", "creative", "reasoning", "simple")
     refused = runner.invoke(cli, ["route", "--model", str(onnx_artifact), "--backend", "onnx-int8", "hi"])
     assert refused.exit_code == 2 and "router-ml backends" in refused.output
+
+
+TOO_LOW = {"macro_f1": 0.9, "reference_macro_f1": 0.92}
+
+
+def _manifest_for(trained: str, export: bool, int8: dict | None = None) -> dict:
+    graphs = {"onnx": {"file": "model.onnx", "sha256": "a" * 64}, "onnx-int8": {"file": "x", "sha256": "b" * 64}}
+    manifest: dict = {"embedder": {"backend": trained}, "backends": {}}
+    if export:
+        manifest["onnx_export"] = {"graphs": graphs}
+    if int8 is not None:
+        manifest["backends"]["onnx-int8"] = {"export": {"sha256": "b" * 64}, **int8}
+    return manifest
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expected"),
+    [
+        (_manifest_for("torch", export=False), "torch"),
+        (_manifest_for("torch", export=True), "onnx"),
+        (_manifest_for("onnx", export=False), "onnx"),
+        (_manifest_for("onnx", export=True, int8={"macro_f1_delta": -0.004}), "onnx-int8"),
+        (_manifest_for("onnx", export=True, int8={"macro_f1_delta": -0.02, **TOO_LOW}), "onnx"),
+        (_manifest_for("torch", export=False, int8={"macro_f1_delta": 0.0}), "torch"),  # no export: nothing measured
+    ],
+)
+def test_fastest_backend_is_the_fastest_the_artifact_verified(manifest: dict, expected: str) -> None:
+    backend, why = artifact.fastest_backend(manifest)
+    assert backend == expected and why
+
+
+def test_fastest_backend_ignores_a_measurement_of_another_graph() -> None:
+    manifest = _manifest_for("onnx", export=True, int8={"macro_f1_delta": 0.0})
+    manifest["backends"]["onnx-int8"]["export"]["sha256"] = "c" * 64  # measured on an older export
+    assert artifact.fastest_backend(manifest)[0] == "onnx"
+
+
+def test_route_defaults_to_the_fastest_verified_backend_and_says_so(
+    small_artifact: Path, small_jsonl: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from router_ml.cli import cli
+
+    path = Path(shutil.copytree(small_artifact, tmp_path / "router"))
+    runner = CliRunner()
+    first = runner.invoke(cli, ["route", "--model", str(path), "--json", "Sort a list"])
+    assert first.exit_code == 0, first.output
+    assert "embedder backend: onnx (fastest verified: the float ONNX export" in first.stderr
+    measured = runner.invoke(cli, ["backends", str(path), "--data", str(small_jsonl)])
+    assert measured.exit_code == 0, measured.output
+    assert "against onnx" in measured.output and "onnx-int8" in measured.output
+    assert "\n  onnx " not in measured.output  # the trained backend is not measured against itself
+    delta = artifact.read_manifest(path)["backends"]["onnx-int8"]["macro_f1_delta"]
+    second = runner.invoke(cli, ["route", "--model", str(path), "--json", "Sort a list"])
+    expected = "onnx-int8" if delta >= -artifact.MACRO_F1_TOLERANCE else "onnx"
+    assert f"embedder backend: {expected} (fastest verified" in second.stderr
+    asked = runner.invoke(cli, ["route", "--model", str(path), "--backend", "torch", "--json", "Sort a list"])
+    assert "embedder backend: torch (as asked)" in asked.stderr

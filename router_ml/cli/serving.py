@@ -117,7 +117,7 @@ def serve(
 )
 @click.option(
     "--backend", "backends", multiple=True, type=ONNX_BACKEND,
-    help="Backend to export and measure (repeatable; default: onnx and onnx-int8).",
+    help="Backend to export and measure (repeatable; default: onnx and onnx-int8, less the one it was trained on).",
 )  # fmt: skip
 def backends(model_dir: Path, data_files: tuple[Path, ...], backends: tuple[str, ...]) -> None:
     """Export MODEL_DIR's embedder to ONNX, measure each backend against the trained one, record it.
@@ -125,10 +125,13 @@ def backends(model_dir: Path, data_files: tuple[Path, ...], backends: tuple[str,
     Prints macro-F1 on the same data for each backend next to the trained backend's, with label agreement and
     embedding cosine; the manifest keeps the result, which lets `--backend onnx-int8` load this router.
     """
+    from ..artifact import read_manifest, resolve
     from ..backend_check import measure_backends
     from ..embed import ONNX_BACKENDS
 
+    trained = read_manifest(resolve(model_dir))["embedder"].get("backend", "torch")
+    backends = backends or tuple(b for b in ONNX_BACKENDS if b != trained)
     data, name = labelled_data(data_files, "heldout")
-    click.echo(f"measuring embedder backends on {len(data)} prompts ({name})")
-    for report in measure_backends(model_dir, data, backends or ONNX_BACKENDS, dataset=name):
+    click.echo(f"measuring embedder backends on {len(data)} prompts ({name}) against {trained}")
+    for report in measure_backends(model_dir, data, backends, dataset=name):
         click.echo("  " + report.format())

@@ -76,34 +76,30 @@ def small_result(small_data, small_config, embedder):
     return train(small_data, small_config, embedder=embedder)
 
 
+def _saved(result, data: LabelledPrompts, path: Path) -> Path:
+    """A trained router saved as an artifact, with the bundled route table and its training embeddings."""
+    return artifact.save(
+        result.model,
+        path,
+        threshold=result.threshold,
+        data=data,
+        embeddings=result.embeddings,
+        metrics=result.metrics,
+        routes_file=bundled_routes_path(),
+    )
+
+
 @pytest.fixture(scope="session")
 def small_artifact(small_result, small_data, tmp_path_factory) -> Path:
     """A router trained on the small data, saved as an artifact directory."""
-    path = tmp_path_factory.mktemp("artifact") / "router"
-    return artifact.save(
-        small_result.model,
-        path,
-        threshold=small_result.threshold,
-        data=small_data,
-        metrics=small_result.metrics,
-        routes_file=bundled_routes_path(),
-    )
+    return _saved(small_result, small_data, tmp_path_factory.mktemp("artifact") / "router")
 
 
 @pytest.fixture(scope="session")
 def torch_artifact(small_data, small_config, torch_embedder, tmp_path_factory) -> Path:
     """The small router trained on torch embeddings: an artifact with no ONNX export of its own."""
     result = train(small_data, small_config, embedder=torch_embedder)
-    path = tmp_path_factory.mktemp("torch") / "router"
-    return artifact.save(
-        result.model,
-        path,
-        threshold=result.threshold,
-        data=small_data,
-        embeddings=result.embeddings,
-        metrics=result.metrics,
-        routes_file=bundled_routes_path(),
-    )
+    return _saved(result, small_data, tmp_path_factory.mktemp("torch") / "router")
 
 
 @pytest.fixture(scope="session")

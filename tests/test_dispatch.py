@@ -223,6 +223,7 @@ def test_a_stream_that_breaks_is_logged_as_such(dispatcher, store):
     assert row.status == "stream_error" and row.error and row.model == "openai/broken-stream"
 
 
+@pytest.mark.slow
 def test_nothing_lost_under_1000_concurrent_requests_with_faults(router, table, tmp_path, stub):
     prompts = [
         "Write a bash script that backs up my home folder.",

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
 from router_ml import artifact
@@ -25,6 +21,7 @@ from router_ml.exceptions import ArtifactError, DataError
 from router_ml.route import Router
 from router_ml.serving.app import create_app
 from router_ml.serving.settings import ServiceConfig
+from tests.test_service import _Server
 
 CODE_PROMPT = "Write a python function that parses ISO dates from a log file"
 NEIGHBOUR_FILES = ["neighbours.json", "neighbours.safetensors"]
@@ -206,30 +203,6 @@ def test_cli_prints_the_explanation_and_json(small_artifact):
 
 
 # -- /v1/route over real HTTP on 127.0.0.1 -------------------------------------------------------------------
-class _Server:
-    """uvicorn serving an app in a background thread, on a free loopback port."""
-
-    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 120
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the service did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def http(small_artifact, tmp_path_factory) -> Iterator[httpx.Client]:
     config = ServiceConfig(model=str(small_artifact), db=str(tmp_path_factory.mktemp("db") / "o.db"), api_keys=["k"])

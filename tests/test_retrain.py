@@ -40,6 +40,7 @@ def _feedback_file(tmp_path, router, prompts, labels):
     return load_file(tmp_path / "feedback.jsonl")
 
 
+@pytest.mark.slow
 def test_good_feedback_is_promoted(small_artifact, small_data, pools, embedder, tmp_path):
     extra, heldout = pools
     models = tmp_path / "models"

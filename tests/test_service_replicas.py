@@ -12,6 +12,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "load_test.py"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.slow
 def test_two_workers_lose_no_request(backend: str, small_artifact: Path, request: pytest.FixtureRequest) -> None:
     db = ["--db", request.getfixturevalue("pg_url")] if backend == "postgresql" else []
     command = [sys.executable, str(SCRIPT), "--model", str(small_artifact), "--workers", "2", "--requests", "40"]

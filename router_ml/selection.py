@@ -7,8 +7,9 @@ What makes it cheap, with the same result as fitting each setting's head on each
   those counts exactly as a ``TfidfVectorizer`` fitted on the fold's training rows would make them (the terms
   with enough document frequency *in those rows*, their IDF, sub-linear TF, L2 norm): the same vocabulary in the
   same (sorted) column order, so the same numbers.
-- **Each fold's features are built once** and shared by every ``C`` and class weight.
-- **Folds × settings run as one pool** of parallel jobs sized to the cores, so no core idles on the last fold.
+- **Cutting a fold's features from the counts takes a fraction of a second**, so every fold × setting is its own
+  job, in one pool sized to the cores (no core idles on the last fold), while the final head's TF-IDF is fitted
+  alongside the counting (:func:`analyse_texts`).
 - **Out-of-fold decision values are kept**, so the final head calibrates on the chosen setting's values
   (:func:`router_ml.calibration.calibrated_from_decisions`) instead of cross-validating again.
 

@@ -126,9 +126,7 @@ def _score_grid(decisions: dict[Setting, np.ndarray], y: np.ndarray, classes: np
     grid = []
     for setting, values in decisions.items():
         score = classification_report(y, classes[proba_from_decisions(values).argmax(axis=1)]).macro_f1
-        grid.append(
-            {"C": setting.C, "class_weight": setting.class_weight, "tfidf": setting.tfidf, "cv_macro_f1": score}
-        )
+        grid.append({**asdict(setting), "cv_macro_f1": score})
         logger.info("%s: cv macro-F1 %.4f", setting, score)
     return grid
 
@@ -192,7 +190,6 @@ def train(data: LabelledPrompts, config: TrainConfig | None = None, embedder: Em
         "embedding": {
             "backend": embedder.backend,
             "prompts": len(data),
-            "seconds": round(embed_seconds, 3),
             "prompts_per_second": round(len(data) / max(embed_seconds, 1e-9), 1),
             "cached": cached,
         },
@@ -201,7 +198,6 @@ def train(data: LabelledPrompts, config: TrainConfig | None = None, embedder: Em
             "select": round(selected - embedded, 3),
             "fit": round(fitted - selected, 3),
         },
-        "embed_seconds": round(embed_seconds, 3),
         "train_seconds": round(fitted - started, 3),
         "config": config.to_dict(),
     }

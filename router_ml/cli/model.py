@@ -112,7 +112,8 @@ def train(
         f"chosen {m['best_params']}: "
         f"cross-validated macro-F1 {m['cv_macro_f1']:.3f}, ECE {m['oof_ece']:.3f}, threshold {result.threshold:.2f}"
     )
-    click.echo(f"trained in {m['train_seconds']:.1f}s (embedding {m['embed_seconds']:.1f}s); saved to {out}")
+    embedding = f"embedding {m['stage_seconds']['embed']:.1f}s on {m['embedding']['backend']}"
+    click.echo(f"trained in {m['train_seconds']:.1f}s ({embedding}); saved to {out}")
 
 
 @cli.command(name="eval")

@@ -29,6 +29,7 @@ __all__ = [
     "RUN_BACKEND",
     "F",
     "LazyChoice",
+    "backend_note",
     "backend_option",
     "data_columns",
     "data_files_option",
@@ -121,17 +122,22 @@ def run_backend_option(func: F) -> F:
     )(func)  # fmt: skip
 
 
-def echo_backend(router: Any, asked: str | None) -> None:
-    """Say on stderr which embedder backend ``router`` runs on, and why."""
+def backend_note(manifest: dict[str, Any], asked: str | None, used: str | None = None) -> str:
+    """Which embedder backend a command runs on, and why: ``asked`` is its ``--backend``, ``used`` the backend
+    actually built (``None``: not built yet, as when ``serve`` starts its workers)."""
     from ..artifact import FASTEST, fastest_backend
 
-    used = router.backend
-    if asked == FASTEST:
-        chosen, why = fastest_backend(router.artifact.manifest)
-        note = f"fastest verified: {why}" if used == chosen else f"{chosen} could not be built, so the trained one"
-    else:
-        note = "as asked" if asked else "the one it was trained on"
-    click.echo(f"embedder backend: {used} ({note})", err=True)
+    if asked != FASTEST:
+        return f"{used or asked} ({'as asked' if asked else 'the one it was trained on'})"
+    chosen, why = fastest_backend(manifest)
+    if used not in (None, chosen):
+        return f"{used} ({chosen} could not be built, so the trained one)"
+    return f"{chosen} (fastest verified: {why})"
+
+
+def echo_backend(router: Any, asked: str | None) -> None:
+    """Say on stderr which embedder backend ``router`` runs on, and why."""
+    click.echo(f"embedder backend: {backend_note(router.artifact.manifest, asked, router.backend)}", err=True)
 
 
 def data_files_option(flag: str, name: str, help: str, *, type: click.Path = EXISTING_FILE) -> Callable[[F], F]:

@@ -18,6 +18,7 @@ from .options import (
     ONNX_BACKEND,
     PROMPT_STORAGE,
     F,
+    backend_note,
     data_files_option,
     db_option,
     labelled_data,
@@ -39,16 +40,6 @@ def _setting(flag: str, help: str = "", **kwargs: Any) -> Callable[[F], F]:
 def _keys(value: str | None) -> list[str]:
     """The comma-separated keys in ``value``."""
     return [k.strip() for k in (value or "").split(",") if k.strip()]
-
-
-def _backend_note(model_dir: Path, backend: str) -> str:
-    """The backend ``serve`` will load, and why (each worker, and each reload, resolves ``fastest`` again)."""
-    from ..artifact import FASTEST, fastest_backend, read_manifest, resolve
-
-    if backend != FASTEST:
-        return f"{backend} (as asked)"
-    chosen, why = fastest_backend(read_manifest(resolve(model_dir)))
-    return f"{chosen} (fastest verified: {why})"
 
 
 @cli.command()
@@ -102,7 +93,10 @@ def serve(
     os.environ[CONFIG_ENV] = config.to_json()  # the workers build the app from it (uvicorn --factory)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="router-ml-metrics-")
-    click.echo(f"embedder backend: {_backend_note(model_dir, backend)}", err=True)
+    from ..artifact import read_manifest, resolve
+
+    manifest = read_manifest(resolve(model_dir))  # each worker, and each reload, resolves `fastest` again
+    click.echo(f"embedder backend: {backend_note(manifest, backend)}", err=True)
     auth = "bearer tokens required" if config.api_keys else "no authentication"
     click.echo(f"router-ml serving {model_dir} on http://{host}:{port}/v1 ({workers} worker(s), {auth})", err=True)
     uvicorn.run(

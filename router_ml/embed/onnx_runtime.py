@@ -201,14 +201,19 @@ class OnnxEmbedder(Embedder):
         def run(rows: list[int]) -> tuple[list[int], np.ndarray]:
             return rows, self._embed_batch([encodings[i] for i in rows], session)
 
-        with ThreadPoolExecutor(workers if bulk else 1) as pool:
-            done = pool.map(run, batches)
+        # a routing call (one or a few runs) stays on this thread: no pool on the latency path
+        pool = ThreadPoolExecutor(workers) if bulk else None
+        try:
+            done: Any = pool.map(run, batches) if pool is not None else map(run, batches)
             if show_progress:
                 from tqdm.auto import tqdm
 
                 done = tqdm(done, total=len(batches), desc="embedding", unit="batch")
             for rows, vectors in done:
                 out[rows] = vectors
+        finally:
+            if pool is not None:
+                pool.shutdown()
         return out
 
 

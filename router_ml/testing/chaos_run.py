@@ -66,7 +66,7 @@ class Scenario:
         min_seconds (float): spread the requests over at least this long (0: as fast as the service answers).
         client_timeout (float | None): the ``openai`` client's timeout; ``deadline + 12`` when ``None``.
         seed (int): seed of the prompt order, the streamed subset and the endpoint's fault draws.
-        backend (str | None): ``router-ml serve --backend`` (the artifact's when ``None``).
+        backend (str | None): ``router-ml serve --backend`` (its default, the fastest verified, when ``None``).
     """
 
     name: str

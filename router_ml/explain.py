@@ -31,6 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from .artifact import Artifact
 from .artifact.neighbours import Neighbours
 from .exceptions import ArtifactError, DataError
+from .instruction import raw_part
 
 __all__ = [
     "DEFAULT_K",
@@ -164,7 +165,8 @@ def _terms(head: Any, weights: np.ndarray, text: str) -> tuple[dict[str, list[np
                     add(gram, block[column], chars=False)
             continue
         seen = Counter(c for gram in analyzer(text) if (c := get(gram)) in block)
-        for word in text.split():
+        part = raw_part(vectorizer.preprocessor)
+        for word in (part(text) if part else text).split():
             counts = Counter(c for gram in analyzer(word) if (c := get(gram)) in block)
             if counts:
                 add(key(word), sum((block[c] * (n / seen[c]) for c, n in counts.items()), np.zeros_like(total)), True)

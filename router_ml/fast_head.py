@@ -17,6 +17,7 @@ same n-grams, in about a tenth of the time, since most words of a prompt have be
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+
+from .instruction import raw_part
 
 __all__ = ["WORD_MEMO_SIZE", "LinearHead"]
 
@@ -91,7 +94,14 @@ def _word_columns(vectorizer: TfidfVectorizer) -> Columns:
 def _column_finder(vectorizer: TfidfVectorizer) -> Columns:
     """A function from a text to the vocabulary columns of its n-grams (repeats kept), exactly as the fitted
     ``vectorizer``'s analyzer finds them: memoized word by word where the settings allow it (see the module's
-    docstring), else through the analyzer itself."""
+    docstring), else through the analyzer itself. A vectorizer reading a named view (the instruction part, then
+    lower-cased) finds the columns of that part through a lower-casing copy of itself."""
+    part = raw_part(vectorizer.preprocessor)
+    if part is not None:
+        lowercasing = copy.copy(vectorizer)
+        lowercasing.set_params(preprocessor=None, lowercase=True, strip_accents=None)
+        inner = _column_finder(lowercasing)
+        return lambda text: inner(part(text))
     plain = vectorizer.preprocessor is None and not vectorizer.strip_accents
     if vectorizer.analyzer == "char_wb" and plain:
         return _char_wb_columns(vectorizer)

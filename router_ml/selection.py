@@ -46,6 +46,7 @@ class Setting:
     C: float
     class_weight: str | None
     tfidf: bool
+    instruction: bool = True
 
 
 def parallel_jobs(n_jobs: int | None, tasks: int) -> int:
@@ -60,21 +61,26 @@ class NgramCounts:
 
     Args:
         texts (Sequence[str]): all rows' texts, analysed once.
+        instruction (bool): also count the blocks of the instruction view (see :func:`tfidf_features`).
     """
 
-    def __init__(self, texts: Sequence[str]) -> None:
-        self.vectorizers: list[TfidfVectorizer] = [v for _, v in tfidf_features().transformer_list]
+    def __init__(self, texts: Sequence[str], instruction: bool = True) -> None:
+        self.instruction = instruction
+        self.vectorizers: list[TfidfVectorizer] = [v for _, v in tfidf_features(instruction).transformer_list]
         self.counts: list[sp.csr_matrix] = []
         for vectorizer in self.vectorizers:
             params = {k: v for k, v in vectorizer.get_params().items() if k in _COUNT_PARAMS}
             counter = CountVectorizer(**params, min_df=1, max_df=1.0)
             self.counts.append(counter.fit_transform(texts).astype(vectorizer.dtype).tocsr())
 
-    def features(self, train: np.ndarray, rows: Sequence[np.ndarray]) -> list[sp.csr_matrix]:
-        """The TF-IDF n-gram features of each index array in ``rows``, as if the vectorizers were fitted on the
-        ``train`` rows only."""
+    def features(self, train: np.ndarray, rows: Sequence[np.ndarray], instruction: bool = True) -> list[sp.csr_matrix]:
+        """The TF-IDF n-gram features of each index array in ``rows``, as if the vectorizers of
+        ``tfidf_features(instruction)`` were fitted on the ``train`` rows only."""
+        if instruction and not self.instruction:
+            raise ValueError("these counts have no instruction-view blocks: make them with instruction=True")
+        used = len(tfidf_features(instruction).transformer_list)
         blocks: list[list[sp.csr_matrix]] = [[] for _ in rows]
-        for vectorizer, counts in zip(self.vectorizers, self.counts, strict=True):
+        for vectorizer, counts in zip(self.vectorizers[:used], self.counts[:used], strict=True):
             fitted = counts[train]
             df = np.bincount(fitted.indices, minlength=fitted.shape[1])  # a row holds each column at most once
             low, high = _doc_count(vectorizer.min_df, len(train)), _doc_count(vectorizer.max_df, len(train))
@@ -90,15 +96,17 @@ class NgramCounts:
         return [sp.hstack(parts, format="csr") for parts in blocks]
 
 
-def _fitted_tfidf(texts: Sequence[str]) -> tuple[Any, sp.csr_matrix]:
-    vectorizer = tfidf_features()
+def _fitted_tfidf(texts: Sequence[str], instruction: bool) -> tuple[Any, sp.csr_matrix]:
+    vectorizer = tfidf_features(instruction)
     return vectorizer, vectorizer.fit_transform(texts)
 
 
-def analyse_texts(texts: Sequence[str], n_jobs: int | None = -1) -> tuple[NgramCounts, tuple[Any, sp.csr_matrix]]:
-    """The texts' :class:`NgramCounts` for the folds, and :func:`~router_ml.model.tfidf_features` fitted on all
-    of them with its features, for the final head: two analyses of the same texts, run side by side."""
-    jobs = [delayed(NgramCounts)(texts), delayed(_fitted_tfidf)(texts)]
+def analyse_texts(
+    texts: Sequence[str], n_jobs: int | None = -1, instruction: bool = True
+) -> tuple[NgramCounts, tuple[Any, sp.csr_matrix]]:
+    """The texts' :class:`NgramCounts` for the folds, and ``tfidf_features(instruction)`` fitted on all of them
+    with its features, for the final head: two analyses of the same texts, run side by side."""
+    jobs = [delayed(NgramCounts)(texts, instruction), delayed(_fitted_tfidf)(texts, instruction)]
     counts, final = Parallel(n_jobs=parallel_jobs(n_jobs, len(jobs)))(jobs)
     return counts, final
 
@@ -121,7 +129,7 @@ def _fold_setting(
     X_train, X_test = X[train], X[test]
     if setting.tfidf:
         assert ngrams is not None
-        n_train, n_test = ngrams.features(train, [train, test])
+        n_train, n_test = ngrams.features(train, [train, test], setting.instruction)
         X_train = sp.hstack([sp.csr_matrix(X_train), n_train], format="csr")
         X_test = sp.hstack([sp.csr_matrix(X_test), n_test], format="csr")
     lr = LogisticRegression(C=setting.C, class_weight=setting.class_weight, max_iter=max_iter)
@@ -155,7 +163,8 @@ def cross_validate_grid(
         dict: each setting's decision values, ``(n, n_classes)`` (``(n,)`` for two classes), rows in input order.
     """
     y_arr = np.asarray(y)
-    ngrams = (counts or NgramCounts(texts)) if any(s.tfidf for s in settings) else None
+    instruction = any(s.tfidf and s.instruction for s in settings)
+    ngrams = (counts or NgramCounts(texts, instruction)) if any(s.tfidf for s in settings) else None
     tasks = [(s, tr, te) for s in settings for tr, te in splits]
     workers = parallel_jobs(n_jobs, len(tasks))
     results = Parallel(n_jobs=workers)(

@@ -11,7 +11,8 @@ One run, one embedding pass (through the embedding cache), one head setting:
 ``--exclude`` leaves batch files out of the bundled data, so a data round is measured against the data before it
 in the same run (``--exclude creative_on_material,premises_and_setups,many_voices``).
 
-    python scripts/generalization.py [--backend onnx] [--C 16] [--exclude a,b] [--json out.json] [--no-lobo]
+    python scripts/generalization.py [--backend onnx] [--C 32] [--no-instruction] [--exclude a,b] [--json out.json]
+        [--no-lobo]
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ DEV = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev.jsonl"
 
 
 def _head(args: argparse.Namespace) -> EmbeddingClassifier:
-    return EmbeddingClassifier(C=args.C, tfidf=not args.no_tfidf, calibration="none")
+    return EmbeddingClassifier(
+        C=args.C, tfidf=not args.no_tfidf, instruction=not args.no_instruction, calibration="none"
+    )
 
 
 def _fit_predict(args, X, texts, y, train_idx, test_idx) -> list[str]:
@@ -70,8 +73,9 @@ def _print(result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", default="onnx", help="embedder backend (onnx gives torch's labels, faster)")
-    parser.add_argument("--C", type=float, default=16.0)
+    parser.add_argument("--C", type=float, default=32.0)
     parser.add_argument("--no-tfidf", action="store_true")
+    parser.add_argument("--no-instruction", action="store_true", help="no n-grams of the instruction view")
     parser.add_argument("--exclude", default="", help="comma-separated batch files (stems) to leave out")
     parser.add_argument("--no-lobo", action="store_true", help="skip leave-one-batch-out")
     parser.add_argument("--json", type=Path, help="write the results here")

@@ -289,6 +289,7 @@ def _structure_edits() -> dict[str, tuple[Callable[[dict[str, Any]], None], str]
         "reads files": (lambda s: params(s).update(input="filename"), r"params\.input is 'filename'"),
         "own regex": (lambda s: params(s).update(token_pattern="(a+)+$"), r"params\.token_pattern"),
         "callable": (lambda s: params(s).update(tokenizer="os.system"), r"params\.tokenizer"),
+        "unknown view": (lambda s: params(s).update(preprocessor="os.system"), r"params\.preprocessor is 'os\.system'"),
         "unknown key": (lambda s: s.update(pickle="x"), r"unexpected keys \['pickle'\]"),
         "calibration": (lambda s: s["params"].update(calibration="magic"), r"params\.calibration is 'magic'"),
         "labels": (lambda s: s.update(classes=["code", "creative", "reasoning", "simple", "x"]), "coef is"),

@@ -24,9 +24,12 @@ def test_help_explains_every_command(runner):
 
 def test_train_eval_route_on_a_user_file(runner, small_jsonl, tmp_path):
     out = tmp_path / "router"
-    result = runner.invoke(cli, ["train", str(small_jsonl), "--out", str(out)])
+    result = runner.invoke(cli, ["train", str(small_jsonl), "--out", str(out), "--instruction", "cv"])
     assert result.exit_code == 0, result.output
     assert f"training on {4 * PER_LABEL} prompts" in result.output and (out / "manifest.json").is_file()
+    assert "'instruction': True" in result.output or "'instruction': False" in result.output
+    grid = json.loads((out / "manifest.json").read_text())["metrics"]["cv_grid"]
+    assert {g["instruction"] for g in grid} == {False, True}  # cross-validation chose between the views
 
     report_dir = tmp_path / "report"
     result = runner.invoke(

@@ -26,12 +26,13 @@ def splits(small_data):
     return list(folds.split(np.zeros(len(small_data)), small_data.labels))
 
 
-def test_fold_tfidf_from_shared_counts_equals_a_vectorizer_fitted_on_the_fold(small_data, splits):
+@pytest.mark.parametrize("instruction", [True, False])
+def test_fold_tfidf_from_shared_counts_equals_a_vectorizer_fitted_on_the_fold(small_data, splits, instruction):
     texts = np.asarray(small_data.texts, dtype=object)
     train_rows, test_rows = splits[0]
     counts = NgramCounts(small_data.texts)
-    cut_train, cut_test = counts.features(train_rows, [train_rows, test_rows])
-    vectorizer = tfidf_features().fit(list(texts[train_rows]))
+    cut_train, cut_test = counts.features(train_rows, [train_rows, test_rows], instruction)
+    vectorizer = tfidf_features(instruction).fit(list(texts[train_rows]))
     expected_train = vectorizer.transform(list(texts[train_rows]))
     expected_test = vectorizer.transform(list(texts[test_rows]))
     assert cut_train.shape == expected_train.shape and cut_test.shape == expected_test.shape
@@ -42,13 +43,15 @@ def test_fold_tfidf_from_shared_counts_equals_a_vectorizer_fitted_on_the_fold(sm
 
 def test_grid_decisions_equal_plain_fold_fits(small_data, small_result, splits):
     X, y, texts = small_result.embeddings, np.asarray(small_data.labels), small_data.texts
-    settings = [Setting(4.0, "balanced", True), Setting(16.0, None, False)]
+    settings = [Setting(4.0, "balanced", True), Setting(4.0, "balanced", True, False), Setting(16.0, None, False)]
     decisions = cross_validate_grid(X, y, texts, settings, splits, n_jobs=1)
     assert set(decisions) == set(settings)
     for setting in settings:
         expected = np.zeros_like(decisions[setting])
         for train_rows, test_rows in splits:
-            head = EmbeddingClassifier(C=setting.C, class_weight=setting.class_weight, tfidf=setting.tfidf)
+            head = EmbeddingClassifier(
+                C=setting.C, class_weight=setting.class_weight, tfidf=setting.tfidf, instruction=setting.instruction
+            )
             head.set_params(calibration="none").fit(X[train_rows], y[train_rows], [texts[i] for i in train_rows])
             features = head._features(X[test_rows], [texts[i] for i in test_rows], fit=False)
             expected[test_rows] = head.estimator_.decision_function(features)

@@ -31,6 +31,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 
 from ..exceptions import ArtifactError
+from ..instruction import view_name
 from ..model import EmbeddingClassifier
 from .head_rebuild import calibrated, logistic, vectorizer_union
 from .head_schema import FORMAT, FORMAT_VERSION, TensorSpec, check_structure, check_tensors, header_size
@@ -44,6 +45,7 @@ def _vectorizers(head: EmbeddingClassifier, tensors: dict[str, np.ndarray]) -> l
         params = dict(vectorizer.get_params())
         params["dtype"] = np.dtype(params["dtype"]).name
         params["ngram_range"] = list(params["ngram_range"])
+        params["preprocessor"] = view_name(params["preprocessor"])
         terms: list[str] = [""] * len(vectorizer.vocabulary_)
         for term, column in vectorizer.vocabulary_.items():
             terms[column] = term

@@ -17,6 +17,8 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
+from ..instruction import VIEWS
+
 __all__ = ["calibrated", "logistic", "vectorizer_union"]
 
 
@@ -27,6 +29,7 @@ def vectorizer_union(entries: list[dict[str, Any]], arrays: dict[str, np.ndarray
         params = dict(entry["params"])
         params["dtype"] = np.dtype(params["dtype"]).type
         params["ngram_range"] = tuple(params["ngram_range"])
+        params["preprocessor"] = VIEWS[params["preprocessor"]] if params["preprocessor"] else None
         vectorizer = TfidfVectorizer(**params)
         vectorizer.vocabulary_ = {term: column for column, term in enumerate(entry["vocabulary"])}
         vectorizer.fixed_vocabulary_ = False

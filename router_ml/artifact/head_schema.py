@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ArtifactError
+from ..instruction import VIEWS
 from ..model import CALIBRATIONS, EmbeddingClassifier
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "TensorSpec", "check_structure", "check_tensors", "header_size"]
@@ -78,7 +79,7 @@ _TFIDF_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "[low, high] with 1 ≤ low ≤ high ≤ 10",
     ),
     "norm": _choice("l1", "l2", None),
-    "preprocessor": _choice(None),
+    "preprocessor": _choice(None, *VIEWS),
     "smooth_idf": _BOOL,
     "stop_words": _choice(None, "english"),
     "strip_accents": _choice(None, "ascii", "unicode"),
@@ -100,6 +101,8 @@ def _check_keys(where: str, value: Any, expected: set[str]) -> dict[str, Any]:
 
 
 def _check_params(params: Any) -> dict[str, Any]:
+    if isinstance(params, dict) and "instruction" not in params:
+        params = {**params, "instruction": False}  # written before the instruction view existed
     params = _check_keys("params", params, set(EmbeddingClassifier().get_params()))
     weight = params["class_weight"]
     weights_ok = weight in (None, "balanced") or (
@@ -111,6 +114,7 @@ def _check_params(params: Any) -> dict[str, Any]:
         "C": (_is_number(params["C"]) and params["C"] > 0, "a positive number"),
         "class_weight": (weights_ok, 'null, "balanced" or {label: positive number}'),
         "tfidf": (type(params["tfidf"]) is bool, "true or false"),
+        "instruction": (type(params["instruction"]) is bool, "true or false"),
         "calibration": (params["calibration"] in CALIBRATIONS, f"one of {list(CALIBRATIONS)}"),
         "calibration_cv": (_is_int(params["calibration_cv"], 2, 1000), "an integer from 2 to 1000"),
         "max_iter": (_is_int(params["max_iter"], 1, 10**7), "an integer from 1 to 10,000,000"),

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EXAMPLE_PROMPTS", "demo", "eval_command", "route", "train"]
 
+INSTRUCTION_GRID = {"on": (True,), "off": (False,), "cv": (True, False)}
+
 EXAMPLE_PROMPTS = (
     "Write a Python function that merges two sorted lists in linear time.",
     "Compose a short poem about autumn leaves falling on a quiet lake.",
@@ -66,12 +68,21 @@ EXAMPLE_PROMPTS = (
     help="Out-of-fold precision the answered decisions must reach when choosing the threshold.",
 )
 @click.option("--calibration", type=CALIBRATION, default="temperature", show_default=True)
+@click.option(
+    "--instruction",
+    type=click.Choice(sorted(INSTRUCTION_GRID)),
+    default="on",
+    show_default=True,
+    help="Also read each prompt's instruction part (a long prompt's first and last line, apart from the material): "
+    "on, off, or cv to let cross-validation choose.",
+)
 @click.option("--min-per-label", type=int, default=10, show_default=True, help="Refuse labels with fewer examples.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact directory.")
 @data_columns
 def train(
     files: tuple[Path, ...], out: Path, routes: Path | None, embedder: str | None, threshold: float | None,
-    target_precision: float, calibration: str, min_per_label: int, overwrite: bool, text_column: str, label_column: str,
+    target_precision: float, calibration: str, instruction: str, min_per_label: int, overwrite: bool,
+    text_column: str, label_column: str,
 ) -> None:  # fmt: skip
     """Train a router on labelled prompts and save it as an artifact directory.
 
@@ -92,6 +103,7 @@ def train(
         threshold=threshold,
         target_precision=target_precision,
         calibration=calibration,
+        instruction=INSTRUCTION_GRID[instruction],
         min_per_label=min_per_label,
     )
     duplicates = f", {len(data.duplicates)} exact duplicates" if data.duplicates else ""

@@ -14,12 +14,17 @@ export TOKENIZERS_PARALLELISM ?= false
 setup: $(VENV)/.installed
 
 # torch is installed first, from the pinned CPU build, and kept by constraints.txt so that
-# sentence-transformers never pulls the CUDA wheels.
+# sentence-transformers never pulls the CUDA wheels. uv installs the same packages as pip in about a seventh of
+# the time (16 s against 116 s on a fresh 2-core machine); pip does it if uv cannot.
+# uv reads no pip configuration: it gets pip's find-links (where the CPU torch wheel lies) passed on.
+FIND_LINKS := $(or $(PIP_FIND_LINKS),$(shell python3 -m pip config get global.find-links 2>/dev/null))
+UV_INSTALL = $(VENV)/bin/uv pip install --quiet --python $(PY) $(foreach d,$(FIND_LINKS),--find-links $(d)) -c constraints.txt
+PIP_INSTALL = $(PY) -m pip install --quiet -c constraints.txt
+
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	( $(PY) -m pip install --quiet uv && $(UV_INSTALL) torch==2.13.0 && $(UV_INSTALL) -e ".[dev]" ) \
+	  || { echo "uv could not install; installing with pip"; $(PIP_INSTALL) torch==2.13.0 && $(PIP_INSTALL) -e ".[dev]"; }
 	touch $@
 
 run: setup

@@ -391,6 +391,11 @@ def test_a_head_the_format_cannot_hold_is_refused_at_save(small_X):
     head = EmbeddingClassifier(tfidf=False, calibration="none").fit(X, [i % 3 for i in range(60)])
     with pytest.raises(ArtifactError, match="labels must be strings"):
         encode_head(head)
+    texts = [f"prompt number {i} about {'cats' if i % 2 else 'dogs'}" for i in range(60)]
+    head = EmbeddingClassifier(calibration="none").fit(X, [f"l{i % 3}" for i in range(60)], texts=texts)
+    head.vectorizer_.transformer_list[0][1].preprocessor = str.upper  # code the format cannot hold
+    with pytest.raises(ArtifactError, match=r"named views \['instruction'\].*cannot be saved as data"):
+        encode_head(head)
 
 
 @pytest.fixture(scope="module")

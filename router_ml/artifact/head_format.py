@@ -45,7 +45,10 @@ def _vectorizers(head: EmbeddingClassifier, tensors: dict[str, np.ndarray]) -> l
         params = dict(vectorizer.get_params())
         params["dtype"] = np.dtype(params["dtype"]).name
         params["ngram_range"] = list(params["ngram_range"])
-        params["preprocessor"] = view_name(params["preprocessor"])
+        try:
+            params["preprocessor"] = view_name(params["preprocessor"])
+        except ValueError as exc:
+            raise ArtifactError(f"vectorizer {name!r}: {exc}; a head with code in it cannot be saved as data") from None
         terms: list[str] = [""] * len(vectorizer.vocabulary_)
         for term, column in vectorizer.vocabulary_.items():
             terms[column] = term

@@ -6,7 +6,9 @@ TF-IDF n-gram features), so cross-validation embeds once. :class:`RouterModel` p
 
 Why TF-IDF too: sentence embeddings capture what a prompt is about, while the task is often carried by a few
 words ("summarize", "translate", "write a function", "def", "{"). Under 5-fold cross-validation on real prompts
-the concatenation beat both embeddings alone and TF-IDF alone (see the README's numbers).
+the concatenation beat both embeddings alone and TF-IDF alone (see the README's numbers). The n-grams are read
+twice: over the whole prompt and over its instruction part (:mod:`router_ml.instruction`), so that a short ask
+after long pasted material still counts.
 """
 
 from __future__ import annotations

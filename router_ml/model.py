@@ -143,6 +143,12 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
             raise DataError(f"need at least two labels to train a router, found only {list(self.classes_)}")
         if self.tfidf and ngrams is not None:
             self.vectorizer_, matrix = ngrams
+            expected = len(tfidf_features(self.instruction).transformer_list)
+            if len(self.vectorizer_.transformer_list) != expected:
+                raise ValueError(
+                    f"ngrams holds {len(self.vectorizer_.transformer_list)} vectorizers, this head (instruction="
+                    f"{self.instruction}) needs {expected}: pass tfidf_features({self.instruction}) fitted on the texts"
+                )
             features = sp.hstack([sp.csr_matrix(X), matrix], format="csr")
         else:
             if self.tfidf:

@@ -88,3 +88,16 @@ def test_cross_validation_can_choose_between_the_views(small_data, embedder):
     assert len(blocks) == (4 if chosen else 2) and result.model.head_.instruction is chosen
     with pytest.raises(ConfigError, match="instruction must hold"):
         TrainConfig(instruction=())
+
+
+def test_prefitted_ngrams_must_match_the_heads_view(small_data, small_X):
+    from router_ml.model import tfidf_features
+
+    texts = small_data.texts
+    whole_only = tfidf_features(False)
+    matrix = whole_only.fit_transform(texts)
+    with pytest.raises(ValueError, match="needs 4"):
+        EmbeddingClassifier(C=4.0).fit(small_X, small_data.labels, texts, ngrams=(whole_only, matrix))
+    head = EmbeddingClassifier(C=4.0, instruction=False, calibration="none")
+    head.fit(small_X, small_data.labels, texts, ngrams=(whole_only, matrix))
+    assert len(head.vectorizer_.transformer_list) == 2

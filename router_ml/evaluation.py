@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from .baselines import EMBEDDING_BASELINES, TEXT_BASELINES
+from .baselines import TEXT_BASELINES, fitted_baselines
 from .data import LabelledPrompts
 from .embed import embed_texts
 from .exceptions import DataError
@@ -33,6 +34,7 @@ from .metrics import (
 )
 from .model import EmbeddingClassifier, RouterModel
 from .routes import RouteTable
+from .selection import parallel_jobs
 
 __all__ = [
     "EvalReport",
@@ -87,16 +89,15 @@ def compare_baselines(
     labels: Sequence[str],
     reference: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Fit each baseline on the training set and score it on the test set (accuracy and macro-F1).
+    """Fit each baseline on the training set (once per process: :func:`~router_ml.baselines.fitted_baselines`)
+    and score it on the test set (accuracy and macro-F1).
 
     With ``reference`` (the router's predictions on the same test set), each baseline also gets
     ``router_minus_baseline``: the router's macro-F1 lead with its paired bootstrap 95 % interval.
     """
     predictions: dict[str, list[str]] = {}
-    for name, factory in EMBEDDING_BASELINES.items():
-        predictions[name] = list(factory().fit(X_train, y_train).predict(X_test))
-    for name, factory in TEXT_BASELINES.items():
-        predictions[name] = list(factory().fit(list(texts_train), y_train).predict(list(texts_test)))
+    for name, fitted in fitted_baselines(X_train, y_train, texts_train).items():
+        predictions[name] = list(fitted.predict(list(texts_test) if name in TEXT_BASELINES else X_test))
     scores: dict[str, dict[str, Any]] = {}
     for name, pred in predictions.items():
         r = classification_report(y_test, pred, labels)
@@ -119,6 +120,17 @@ def _folds(y: np.ndarray, groups: Sequence[str] | None, folds: int, seed: int) -
     return list(splitter.split(np.zeros(len(y)), y, groups=list(groups)))
 
 
+def _fold_scores(
+    texts: np.ndarray, y: np.ndarray, X: np.ndarray, head: EmbeddingClassifier, train: np.ndarray, test: np.ndarray
+) -> tuple[np.ndarray, float, dict[str, float]]:
+    """One fold: the router head's predictions and macro-F1 on ``test``, and every baseline's macro-F1."""
+    fitted = clone(head).fit(X[train], y[train], texts=list(texts[train]))
+    pred = fitted.predict(X[test], texts=list(texts[test]))
+    labels = sorted(set(y))
+    base = compare_baselines(X[train], y[train], texts[train], X[test], y[test], texts[test], labels)
+    return pred, classification_report(y[test], list(pred)).macro_f1, {k: v["macro_f1"] for k, v in base.items()}
+
+
 def cross_validate_methods(
     texts: Sequence[str],
     labels: Sequence[str],
@@ -127,8 +139,10 @@ def cross_validate_methods(
     folds: int = 5,
     seed: int = 0,
     groups: Sequence[str] | None = None,
+    n_jobs: int | None = -1,
 ) -> dict[str, dict[str, Any]]:
-    """Router head vs every baseline under the same k-fold split of one labelled set.
+    """Router head vs every baseline under the same k-fold split of one labelled set, the folds in parallel
+    (``n_jobs`` workers; ``-1`` = every core).
 
     With ``groups`` (each prompt's source) the folds are grouped: a source is never on both sides of a split,
     which estimates quality on *new* sources. Random k-fold flatters a router, because near-duplicates from one
@@ -140,24 +154,17 @@ def cross_validate_methods(
     """
     y = np.asarray(labels)
     texts_arr = np.asarray(texts, dtype=object)
+    splits = _folds(y, groups, folds, seed)
+    done = Parallel(n_jobs=parallel_jobs(n_jobs, len(splits)))(
+        delayed(_fold_scores)(texts_arr, y, X, head, train_idx, test_idx) for train_idx, test_idx in splits
+    )
     per_method: dict[str, list[float]] = {"router": []}
     out_of_fold = np.empty(len(y), dtype=object)
-    for train_idx, test_idx in _folds(y, groups, folds, seed):
-        fitted = clone(head).fit(X[train_idx], y[train_idx], texts=list(texts_arr[train_idx]))
-        pred = fitted.predict(X[test_idx], texts=list(texts_arr[test_idx]))
+    for (_, test_idx), (pred, router_f1, base) in zip(splits, done, strict=True):
         out_of_fold[test_idx] = pred
-        per_method["router"].append(classification_report(y[test_idx], list(pred)).macro_f1)
-        base = compare_baselines(
-            X[train_idx],
-            y[train_idx],
-            texts_arr[train_idx],
-            X[test_idx],
-            y[test_idx],
-            texts_arr[test_idx],
-            sorted(set(labels)),
-        )
+        per_method["router"].append(router_f1)
         for name, score in base.items():
-            per_method.setdefault(name, []).append(score["macro_f1"])
+            per_method.setdefault(name, []).append(score)
     result: dict[str, dict[str, Any]] = {
         name: {"macro_f1_mean": float(np.mean(v)), "macro_f1_std": float(np.std(v))} for name, v in per_method.items()
     }

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, make_union
 from sklearn.utils.multiclass import unique_labels
@@ -32,7 +32,7 @@ from .embed import Embedder
 from .exceptions import DataError, NotFittedError
 from .instruction import instruction_view
 
-__all__ = ["EmbeddingClassifier", "RouterModel", "tfidf_features"]
+__all__ = ["EmbeddingClassifier", "RouterModel", "fitted_vectorizer", "tfidf_features"]
 
 CALIBRATIONS = ("temperature", "sigmoid", "isotonic", "none")
 
@@ -64,6 +64,19 @@ def tfidf_features(instruction: bool = True) -> FeatureUnion:
             )
         )
     )
+
+
+def fitted_vectorizer(
+    vectorizer: TfidfVectorizer, terms: Sequence[str], transformer: TfidfTransformer
+) -> TfidfVectorizer:
+    """Make an unfitted ``vectorizer`` the fitted one whose vocabulary is ``terms`` (in column order) and whose
+    IDF weighting is the fitted ``transformer``: what ``fit`` sets, for vectorizers fitted from shared counts
+    (:mod:`router_ml.selection`) or rebuilt from an artifact (:mod:`router_ml.artifact.head_rebuild`)."""
+    vectorizer.vocabulary_ = {term: column for column, term in enumerate(terms)}
+    vectorizer.fixed_vocabulary_ = False
+    transformer.n_features_in_ = len(transformer.idf_)
+    vectorizer._tfidf = transformer  # where TfidfVectorizer keeps its fitted transformer
+    return vectorizer
 
 
 class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
@@ -126,6 +139,7 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         *,
         oof_decisions: Any = None,
         ngrams: tuple[FeatureUnion, Any] | None = None,
+        regression: LogisticRegression | None = None,
     ) -> EmbeddingClassifier:
         """Fit on an ``(n, dim)`` embedding matrix, ``n`` labels and (with ``tfidf``) the ``n`` texts.
 
@@ -133,7 +147,9 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
 
         - ``oof_decisions``: out-of-fold decision values of this head's (uncalibrated) regression on the same rows;
           the calibration is then fitted on them instead of on ``calibration_cv`` further folds;
-        - ``ngrams``: :func:`tfidf_features` already fitted on these ``texts``, and its features of them.
+        - ``ngrams``: :func:`tfidf_features` already fitted on these ``texts``, and its features of them;
+        - ``regression``: this head's logistic regression already fitted on those features and labels (fitted
+          alongside the folds when there is nothing to choose); it is checked, not refitted.
         """
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
@@ -155,11 +171,15 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
                 self.vectorizer_ = tfidf_features(self.instruction)
             features = self._features(X, texts, fit=True)
         lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
+        if regression is not None:
+            self._check_regression(regression, features.shape[1])
+            if oof_decisions is None and self.calibration != "none":
+                raise ValueError("regression= needs oof_decisions= too: the calibration is fitted on them")
         if self.calibration == "none":
-            self.estimator_ = lr.fit(features, y)
+            self.estimator_ = regression or lr.fit(features, y)
         elif oof_decisions is not None:
             self.estimator_ = calibrated_from_decisions(
-                lr.fit(features, y), np.asarray(oof_decisions), y, self.calibration, self.calibration_cv
+                regression or lr.fit(features, y), np.asarray(oof_decisions), y, self.calibration, self.calibration_cv
             )
         else:
             smallest = int(np.min(np.unique(y, return_counts=True)[1]))
@@ -167,6 +187,24 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
             self.estimator_ = CalibratedClassifierCV(lr, method=self.calibration, cv=folds, ensemble=False)
             self.estimator_.fit(features, y)
         return self
+
+    def _check_regression(self, regression: LogisticRegression, n_features: int) -> None:
+        """A pre-fitted regression must be this head's: its parameters, these classes, these features."""
+        params = {"C": self.C, "class_weight": self.class_weight, "max_iter": self.max_iter}
+        found = {k: getattr(regression, k, None) for k in params}
+        classes = getattr(regression, "classes_", None)
+        if (
+            not isinstance(regression, LogisticRegression)
+            or found != params
+            or classes is None
+            or list(classes) != list(self.classes_)
+            or getattr(regression, "n_features_in_", None) != n_features
+        ):
+            raise ValueError(
+                f"regression= must be a LogisticRegression with {params} fitted on this head's {n_features} "
+                f"features and classes {list(self.classes_)}; got {regression!r} with "
+                f"{getattr(regression, 'n_features_in_', 'no')} features"
+            )
 
     def predict_proba(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
         """Class probabilities, shape ``(n, n_classes)``, columns in ``classes_`` order."""

@@ -9,6 +9,8 @@ from itertools import product
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from .calibration import cross_fitted_proba, proba_from_decisions
@@ -17,7 +19,7 @@ from .embed import DEFAULT_MODEL, PRECISION, Embedder, embed_texts, is_cached, m
 from .exceptions import ConfigError, EmbedderError
 from .metrics import calibration, classification_report, threshold_for_precision
 from .model import CALIBRATIONS, EmbeddingClassifier, RouterModel
-from .selection import Setting, analyse_texts, cross_validate_grid
+from .selection import Setting, analyse_texts, cross_validate_and_fit, cross_validate_grid
 
 __all__ = ["TrainConfig", "TrainResult", "train", "training_embedder"]
 
@@ -55,7 +57,7 @@ class TrainConfig:
 
     embedder: str = DEFAULT_MODEL
     backend: str = "onnx"
-    c_grid: tuple[float, ...] = (8.0, 32.0)
+    c_grid: tuple[float, ...] = (32.0,)
     class_weights: tuple[str | None, ...] = ("balanced",)
     tfidf: tuple[bool, ...] = (True,)
     instruction: tuple[bool, ...] = (True,)
@@ -138,6 +140,38 @@ def _score_grid(decisions: dict[Setting, np.ndarray], y: np.ndarray, classes: np
     return grid
 
 
+def _settings(config: TrainConfig) -> list[Setting]:
+    grid_axes = product(config.c_grid, config.class_weights, config.tfidf, config.instruction)
+    return list(dict.fromkeys(Setting(c, w, t, i and t) for c, w, t, i in grid_axes))
+
+
+def _cross_validate(
+    X: np.ndarray,
+    y: np.ndarray,
+    texts: list[str],
+    settings: list[Setting],
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    config: TrainConfig,
+) -> tuple[dict[Setting, np.ndarray], LogisticRegression | None, Any]:
+    """Each setting's out-of-fold decision values; with a single setting, also its regression fitted on every
+    row, alongside the folds; and the final head's TF-IDF fitted on every row (for the counts' instruction
+    setting), with its features."""
+    instruction = any(s.instruction for s in settings)
+    tfidf = any(s.tfidf for s in settings)
+    counts, final_ngrams = analyse_texts(texts, config.n_jobs, instruction) if tfidf else (None, None)
+    if len(settings) > 1:
+        decisions = cross_validate_grid(X, y, texts, settings, splits, n_jobs=config.n_jobs, counts=counts)
+        return decisions, None, final_ngrams
+    setting = settings[0]
+    features = np.asarray(X, dtype=np.float32)
+    if setting.tfidf:
+        features = sp.hstack([sp.csr_matrix(features), final_ngrams[1]], format="csr")
+    values, regression = cross_validate_and_fit(
+        X, y, texts, setting, splits, features, n_jobs=config.n_jobs, counts=counts
+    )
+    return {setting: values}, regression, final_ngrams
+
+
 def train(data: LabelledPrompts, config: TrainConfig | None = None, embedder: Embedder | None = None) -> TrainResult:
     """Fit a router on labelled prompts.
 
@@ -164,11 +198,8 @@ def train(data: LabelledPrompts, config: TrainConfig | None = None, embedder: Em
     y = np.asarray(data.labels)
     classes = np.unique(y)
     splits = list(StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed).split(X, y))
-    grid_axes = product(config.c_grid, config.class_weights, config.tfidf, config.instruction)
-    settings = list(dict.fromkeys(Setting(c, w, t, i and t) for c, w, t, i in grid_axes))
-    instruction = any(s.instruction for s in settings)
-    counts, final_ngrams = analyse_texts(data.texts, config.n_jobs, instruction) if any(config.tfidf) else (None, None)
-    decisions = cross_validate_grid(X, y, data.texts, settings, splits, n_jobs=config.n_jobs, counts=counts)
+    settings = _settings(config)
+    decisions, regression, final_ngrams = _cross_validate(X, y, data.texts, settings, splits, config)
     grid = _score_grid(decisions, y, classes)
     best = max(grid, key=lambda g: (g["cv_macro_f1"], -g["C"]))
     params = {k: best[k] for k in ("C", "class_weight", "tfidf", "instruction")}
@@ -182,10 +213,11 @@ def train(data: LabelledPrompts, config: TrainConfig | None = None, embedder: Em
         threshold = min(threshold, 0.5)  # never abstain on a clear majority
     selected = time.perf_counter()
     head = EmbeddingClassifier(**params, calibration=config.calibration)
-    ngrams = final_ngrams if params["tfidf"] and params["instruction"] == instruction else None
+    counted = any(s.instruction for s in settings)  # the instruction setting final_ngrams was fitted with
+    ngrams = final_ngrams if params["tfidf"] and params["instruction"] == counted else None
     model = RouterModel(embedder=embedder, head=head).fit(
-        data.texts, y, embeddings=X, oof_decisions=chosen, ngrams=ngrams
-    )
+        data.texts, y, embeddings=X, oof_decisions=chosen, ngrams=ngrams, regression=regression
+    )  # with a single setting the regression was fitted alongside the folds: "select" holds that time
     fitted = time.perf_counter()
     embed_seconds = embedded - started
     metrics = {

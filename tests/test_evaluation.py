@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,44 @@ def test_cross_validation_scores_every_method(small_data, small_result):
     )
     assert set(scores) == BASELINES | {"router"}
     assert all(0.0 <= s["macro_f1_mean"] <= 1.0 for s in scores.values())
+
+
+def test_baselines_are_fitted_once_per_training_set(small_data, small_result, monkeypatch):
+    from router_ml import baselines
+    from router_ml.evaluation import compare_baselines
+
+    fits = []
+    real = baselines.TEXT_BASELINES["tfidf-lr"]
+
+    def counted():
+        fits.append(1)
+        return real()
+
+    monkeypatch.setitem(baselines.TEXT_BASELINES, "tfidf-lr", counted)
+    monkeypatch.setattr(baselines, "_fitted", OrderedDict())  # forget the fits of earlier tests
+    X, y, texts = small_result.embeddings, list(small_data.labels), list(small_data.texts)
+    labels = sorted(set(y))
+    first = compare_baselines(X, y, texts, X[:40], y[:40], texts[:40], labels)
+    again = compare_baselines(X, y, texts, X[40:80], y[40:80], texts[40:80], labels)  # another test set
+    assert len(fits) == 1 and set(first) == set(again) == BASELINES
+    relabelled = y[1:] + y[:1]  # same texts and embeddings, other labels: another training set
+    compare_baselines(X, relabelled, texts, X[:40], y[:40], texts[:40], labels)
+    compare_baselines(X[:-1], y[:-1], texts[:-1], X[:40], y[:40], texts[:40], labels)
+    assert len(fits) == 3
+
+
+def test_text_baselines_started_in_a_worker_process_are_the_ones_used(small_data, small_result, monkeypatch):
+    from concurrent.futures import Future
+
+    from router_ml import baselines
+
+    monkeypatch.setattr(baselines, "_fitted", OrderedDict())
+    X, y, texts = small_result.embeddings, list(small_data.labels), list(small_data.texts)
+    baselines.start_text_baselines(y, texts)
+    assert [type(v) for v in baselines._fitted.values()] == [Future]  # fitting elsewhere meanwhile
+    models = baselines.fitted_baselines(X, y, texts)
+    expected = baselines.tfidf_logistic_regression().fit(texts, y)
+    probe = [*texts[::7], "Write a sonnet about rain.", "What is 17 * 23?"]
+    np.testing.assert_allclose(models["tfidf-lr"].predict_proba(probe), expected.predict_proba(probe), atol=1e-9)
+    baselines.start_text_baselines(y, texts)  # fitted already: nothing more is started
+    assert [type(v) for v in baselines._fitted.values()] == [dict]

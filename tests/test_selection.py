@@ -16,7 +16,7 @@ from router_ml import embed, training
 from router_ml.calibration import calibrated_from_decisions, cross_fitted_proba, proba_from_decisions
 from router_ml.exceptions import EmbedderError
 from router_ml.model import EmbeddingClassifier, tfidf_features
-from router_ml.selection import NgramCounts, Setting, cross_validate_grid, parallel_jobs
+from router_ml.selection import NgramCounts, Setting, cross_validate_and_fit, cross_validate_grid, parallel_jobs
 from router_ml.training import TrainConfig
 
 
@@ -136,3 +136,44 @@ def test_final_head_is_calibrated_on_the_chosen_settings_decisions(small_data, s
     lr = head.estimator_.calibrated_classifiers_[0].estimator
     assert (head.classes_[proba.argmax(axis=1)] == lr.predict(features)).all()  # temperature keeps the arg-max
     assert (head.classes_[proba.argmax(axis=1)] == np.asarray(small_data.labels)).mean() > 0.9
+
+
+def test_a_one_setting_grid_fits_the_final_regression_alongside_the_folds(small_data, small_result, splits):
+    X, y, texts = small_result.embeddings, np.asarray(small_data.labels), small_data.texts
+    setting = Setting(4.0, "balanced", True)
+    vectorizer = tfidf_features()
+    features = sp.hstack([sp.csr_matrix(X), vectorizer.fit_transform(texts)], format="csr")
+    values, regression = cross_validate_and_fit(X, y, texts, setting, splits, features, n_jobs=2)
+    np.testing.assert_allclose(values, cross_validate_grid(X, y, texts, [setting], splits, n_jobs=1)[setting])
+    plain = LogisticRegression(C=4.0, class_weight="balanced", max_iter=5000).fit(features, y)
+    np.testing.assert_allclose(regression.coef_, plain.coef_, atol=1e-6)
+    head = EmbeddingClassifier(C=4.0).fit(
+        X, y, texts, oof_decisions=values, ngrams=(vectorizer, features[:, X.shape[1] :]), regression=regression
+    )
+    assert head.estimator_.calibrated_classifiers_[0].estimator is regression  # used as it is, not refitted
+
+
+def test_a_pre_fitted_regression_must_be_the_heads_own(small_data, small_result, splits):
+    X, y, texts = small_result.embeddings, np.asarray(small_data.labels), small_data.texts
+    setting = Setting(4.0, "balanced", False)
+    values, regression = cross_validate_and_fit(X, y, texts, setting, splits, X, n_jobs=1)
+    head = EmbeddingClassifier(C=4.0, tfidf=False)
+    assert head.fit(X, y, oof_decisions=values, regression=regression).predict(X[:3]).shape == (3,)
+    with pytest.raises(ValueError, match="C"):  # another C
+        EmbeddingClassifier(C=8.0, tfidf=False).fit(X, y, oof_decisions=values, regression=regression)
+    with pytest.raises(ValueError, match="features"):  # fitted on other features
+        EmbeddingClassifier(C=4.0).fit(X, y, texts, oof_decisions=values, regression=regression)
+    with pytest.raises(ValueError, match="oof_decisions"):  # nothing to calibrate it on
+        EmbeddingClassifier(C=4.0, tfidf=False).fit(X, y, regression=regression)
+
+
+@pytest.mark.parametrize("instruction", [True, False])
+def test_the_final_tfidf_cut_from_counts_equals_a_vectorizer_fitted_on_every_text(small_data, instruction):
+    counts = NgramCounts(small_data.texts, instruction=True, n_jobs=2)  # blocks counted in two processes
+    union, matrix = counts.fitted(instruction)
+    reference = tfidf_features(instruction)
+    expected = reference.fit_transform(small_data.texts)
+    assert [v.vocabulary_ for _, v in union.transformer_list] == [v.vocabulary_ for _, v in reference.transformer_list]
+    np.testing.assert_allclose(matrix.toarray(), expected.toarray(), atol=1e-6)
+    unseen = ["Write a haiku about a lighthouse.", "fix this:\n```py\nprint(1\n```\nit fails"]
+    np.testing.assert_allclose(union.transform(unseen).toarray(), reference.transform(unseen).toarray(), atol=1e-6)

@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
 from ..instruction import VIEWS
+from ..model import fitted_vectorizer
 
 __all__ = ["calibrated", "logistic", "vectorizer_union"]
 
@@ -30,16 +31,11 @@ def vectorizer_union(entries: list[dict[str, Any]], arrays: dict[str, np.ndarray
         params["dtype"] = np.dtype(params["dtype"]).type
         params["ngram_range"] = tuple(params["ngram_range"])
         params["preprocessor"] = VIEWS[params["preprocessor"]] if params["preprocessor"] else None
-        vectorizer = TfidfVectorizer(**params)
-        vectorizer.vocabulary_ = {term: column for column, term in enumerate(entry["vocabulary"])}
-        vectorizer.fixed_vocabulary_ = False
-        idf = arrays[f"vectorizers.{i}.idf"]
         transformer = TfidfTransformer(
             norm=params["norm"], use_idf=True, smooth_idf=params["smooth_idf"], sublinear_tf=params["sublinear_tf"]
         )
-        transformer.idf_ = idf
-        transformer.n_features_in_ = len(idf)
-        vectorizer._tfidf = transformer  # what fit sets: TfidfVectorizer keeps its transformer there
+        transformer.idf_ = arrays[f"vectorizers.{i}.idf"]
+        vectorizer = fitted_vectorizer(TfidfVectorizer(**params), entry["vocabulary"], transformer)
         transformers.append((entry["name"], vectorizer))
     return FeatureUnion(transformers)
 

@@ -169,6 +169,7 @@ def eval_command(
 
     Writes report.json, confusion_matrix.png and reliability.png to --report-dir.
     """
+    from ..baselines import start_text_baselines
     from ..data import load_bundled
     from ..embed import embed_texts
     from ..evaluation import evaluate
@@ -182,8 +183,10 @@ def eval_command(
         group_depth=group_depth,
     )  # fmt: skip
     assert model.embedder is not None
-    X = embed_texts(model.embedder, data.texts)
     train_data = load_bundled("train") if baselines else None
+    if train_data is not None:  # the TF-IDF baseline needs no embeddings: it is fitted while these are made
+        start_text_baselines(train_data.labels, train_data.texts)
+    X = embed_texts(model.embedder, data.texts)
     report = evaluate(
         model,
         data,

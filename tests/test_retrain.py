@@ -65,7 +65,7 @@ def test_good_feedback_is_promoted(small_artifact, small_data, pools, embedder, 
     assert "paired bootstrap 95% interval" in report.format() and saved["difference"] == d
 
 
-def test_bad_feedback_is_refused_and_dry_run_writes_nothing(small_artifact, small_data, pools, embedder, tmp_path):
+def test_bad_feedback_is_refused(small_artifact, small_data, pools, embedder, tmp_path):
     extra, heldout = pools
     models = tmp_path / "models"
     router = Router.load(small_artifact, embedder=embedder)
@@ -77,15 +77,17 @@ def test_bad_feedback_is_refused_and_dry_run_writes_nothing(small_artifact, smal
     assert report.difference["high"] < 0
     assert ": worse" in report.format()  # all-wrong feedback: the whole interval is below zero
     assert not models.exists()
-    dry = retrain(small_artifact, small_data, heldout, models_dir=models, config=CONFIG, dry_run=True)
-    assert dry.dry_run and not dry.promoted and not models.exists()
 
 
-def test_evaluation_prompts_never_train_the_challenger(small_artifact, small_data, pools, tmp_path):
+def test_evaluation_prompts_never_train_the_challenger_and_dry_run_writes_nothing(
+    small_artifact, small_data, pools, tmp_path
+):
     _, heldout = pools
     leaked = small_data + heldout.subset(range(10))
-    report = retrain(small_artifact, leaked, heldout, config=CONFIG, dry_run=True)
+    models = tmp_path / "models"
+    report = retrain(small_artifact, leaked, heldout, models_dir=models, config=CONFIG, dry_run=True)
     assert report.training["dropped_eval_overlap"] == 10 and report.training["size"] == len(small_data)
+    assert report.dry_run and not report.promoted and not models.exists()
 
 
 def test_drift_report_flags_shift_and_uncertain_prompts(small_artifact, small_data, pools, embedder, tmp_path):

@@ -69,6 +69,18 @@ def test_bad_input_gives_one_clear_line(runner, tmp_path):
     assert result.exit_code == 2 and "not a router artifact" in result.output
 
 
+def test_train_takes_a_c_grid_and_refuses_a_bad_one(runner, small_jsonl, tmp_path):
+    out = tmp_path / "router"
+    result = runner.invoke(cli, ["train", str(small_jsonl), "--out", str(out), "--c-grid", "2,8"])
+    assert result.exit_code == 0, result.output
+    grid = json.loads((out / "manifest.json").read_text())["metrics"]["cv_grid"]
+    assert sorted(g["C"] for g in grid) == [2.0, 8.0]
+    for bad in ("8,x", "0,8", "", "nan"):
+        result = runner.invoke(cli, ["train", str(small_jsonl), "--out", str(tmp_path / "r"), "--c-grid", bad])
+        assert result.exit_code == 2 and "positive numbers separated by commas, such as 8,32" in result.output
+        assert not (tmp_path / "r").exists()
+
+
 def test_route_without_prompts_is_a_usage_error(runner, small_artifact):
     result = runner.invoke(cli, ["route", "--model", str(small_artifact)], input="")
     assert result.exit_code == 2 and "no prompts" in result.output

@@ -47,6 +47,19 @@ EXAMPLE_PROMPTS = (
 )
 
 
+def _c_grid(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """``--c-grid 8,32`` as ``(8.0, 32.0)``."""
+    if value is None:
+        return None
+    try:
+        grid = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        grid = ()
+    if not grid or not all(0 < c < float("inf") for c in grid):
+        raise click.BadParameter(f"expected positive numbers separated by commas, such as 8,32; got {value!r}")
+    return grid
+
+
 @cli.command()
 @click.argument("files", nargs=-1, type=FILE)
 @click.option("--out", "-o", required=True, type=DIR, help="Artifact directory to write.")
@@ -76,13 +89,20 @@ EXAMPLE_PROMPTS = (
     help="Also read each prompt's instruction part (a long prompt's first and last line, apart from the material): "
     "on, off, or cv to let cross-validation choose.",
 )
+@click.option(
+    "--c-grid",
+    callback=_c_grid,
+    default=None,
+    help="Values of the logistic regression's C for cross-validation to choose from, comma-separated, e.g. 8,32 "
+    "(default: the single value 32, flat optimum on the bundled data; one value is fitted alongside its folds).",
+)
 @click.option("--min-per-label", type=int, default=10, show_default=True, help="Refuse labels with fewer examples.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact directory.")
 @data_columns
 def train(
     files: tuple[Path, ...], out: Path, routes: Path | None, embedder: str | None, threshold: float | None,
-    target_precision: float, calibration: str, instruction: str, min_per_label: int, overwrite: bool,
-    text_column: str, label_column: str,
+    target_precision: float, calibration: str, instruction: str, c_grid: tuple[float, ...] | None,
+    min_per_label: int, overwrite: bool, text_column: str, label_column: str,
 ) -> None:  # fmt: skip
     """Train a router on labelled prompts and save it as an artifact directory.
 
@@ -105,6 +125,7 @@ def train(
         calibration=calibration,
         instruction=INSTRUCTION_GRID[instruction],
         min_per_label=min_per_label,
+        **({"c_grid": c_grid} if c_grid else {}),
     )
     duplicates = f", {len(data.duplicates)} exact duplicates" if data.duplicates else ""
     click.echo(f"training on {len(data)} prompts {data.counts()}{duplicates}")

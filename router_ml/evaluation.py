@@ -155,6 +155,8 @@ def cross_validate_methods(
     y = np.asarray(labels)
     texts_arr = np.asarray(texts, dtype=object)
     splits = _folds(y, groups, folds, seed)
+    if getattr(head, "calibration", None) == "temperature":  # it keeps every row's arg-max: the same labels
+        head = clone(head).set_params(calibration="none")  # without the calibration's five extra fits per fold
     done = Parallel(n_jobs=parallel_jobs(n_jobs, len(splits)))(
         delayed(_fold_scores)(texts_arr, y, X, head, train_idx, test_idx) for train_idx, test_idx in splits
     )

@@ -102,3 +102,15 @@ def test_text_baselines_started_in_a_worker_process_are_the_ones_used(small_data
     np.testing.assert_allclose(models["tfidf-lr"].predict_proba(probe), expected.predict_proba(probe), atol=1e-9)
     baselines.start_text_baselines(y, texts)  # fitted already: nothing more is started
     assert [type(v) for v in baselines._fitted.values()] == [dict]
+
+
+def test_temperature_calibration_keeps_the_labels_cross_validation_scores(small_data, small_result):
+    X, y, texts = small_result.embeddings, np.asarray(small_data.labels), np.asarray(small_data.texts, dtype=object)
+    train, test = np.arange(len(y)) % 3 != 0, np.arange(len(y)) % 3 == 0
+    fitted = {
+        c: EmbeddingClassifier(C=4.0, calibration=c).fit(X[train], y[train], list(texts[train]))
+        for c in ("temperature", "none")
+    }
+    calibrated, plain = (fitted[c].predict_proba(X[test], list(texts[test])) for c in ("temperature", "none"))
+    assert not np.allclose(calibrated, plain)  # the calibration changes the probabilities ...
+    assert (calibrated.argmax(axis=1) == plain.argmax(axis=1)).all()  # ... never the label

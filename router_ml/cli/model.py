@@ -312,7 +312,8 @@ def migrate(artifact_dir: Path, trust_pickle: bool, out: Path | None) -> None:
 @click.option("--dev", type=EXISTING_FILE, default=None, help="Extra labelled file to evaluate on (default: none).")
 @click.pass_context
 def demo(ctx: click.Context, out: Path, dev: Path | None) -> None:
-    """The main job: train on the bundled data, evaluate (held-out split, and DEV if given), route examples, and
+    """The main job: train on the bundled data, evaluate (held-out split, and DEV if given), measure the int8
+    backend (on DEV if given, else the held-out split), route examples on the fastest verified backend, and
     dispatch the three-specialist example to a loopback stub LLM server. Ends with the time each stage took."""
     from ..testing.demo import run_dispatch_demo
 
@@ -335,10 +336,9 @@ def demo(ctx: click.Context, out: Path, dev: Path | None) -> None:
             f"evaluate: {dev.name}, with 5-fold grouped CV",
             eval_command, model_dir=out, data_files=(dev,), report_dir=out / "eval-dev", cv_folds=5, group_depth=1,
         )  # fmt: skip
+    # on the real prompts of DEV when given (the manifest keeps one measurement per backend), else the held-out split
     click.echo("\nfaster embedder backends, measured against the training backend on the same data:")
-    timed("measure backends", backends, model_dir=out)
-    if dev is not None:
-        timed("measure backends", backends, model_dir=out, data_files=(dev,))
+    timed("measure backends", backends, model_dir=out, data_files=(dev,) if dev is not None else ())
     click.echo("\nexample routing decisions:")
     timed("route examples", route, prompts=EXAMPLE_PROMPTS, model_dir=out)
     click.echo("\nthe three-specialist example (examples/seed_agents.toml), dispatched to a loopback stub LLM server:")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import product
 from typing import Any
@@ -19,7 +20,7 @@ from .embed import DEFAULT_MODEL, PRECISION, Embedder, embed_texts, is_cached, m
 from .exceptions import ConfigError, EmbedderError
 from .metrics import calibration, classification_report, threshold_for_precision
 from .model import CALIBRATIONS, EmbeddingClassifier, RouterModel
-from .selection import Setting, analyse_texts, cross_validate_and_fit, cross_validate_grid
+from .selection import NgramCounts, Setting, analyse_texts, cross_validate_and_fit, cross_validate_grid
 
 __all__ = ["TrainConfig", "TrainResult", "train", "training_embedder"]
 
@@ -147,6 +148,13 @@ def _settings(config: TrainConfig) -> list[Setting]:
     return list(dict.fromkeys(Setting(c, w, t, i and t) for c, w, t, i in grid_axes))
 
 
+def _analyse(texts: list[str], settings: list[Setting], n_jobs: int | None) -> tuple[NgramCounts | None, Any]:
+    """The texts' n-gram counts for the folds, and the final head's fitted TF-IDF (see :func:`analyse_texts`)."""
+    if not any(s.tfidf for s in settings):
+        return None, None
+    return analyse_texts(texts, n_jobs, any(s.instruction for s in settings))
+
+
 def _cross_validate(
     X: np.ndarray,
     y: np.ndarray,
@@ -154,16 +162,14 @@ def _cross_validate(
     settings: list[Setting],
     splits: list[tuple[np.ndarray, np.ndarray]],
     config: TrainConfig,
-) -> tuple[dict[Setting, np.ndarray], LogisticRegression | None, Any]:
+    analysed: tuple[NgramCounts | None, Any],
+) -> tuple[dict[Setting, np.ndarray], LogisticRegression | None]:
     """Each setting's out-of-fold decision values; with a single setting, also its regression fitted on every
-    row, alongside the folds; and the final head's TF-IDF fitted on every row (for the counts' instruction
-    setting), with its features."""
-    instruction = any(s.instruction for s in settings)
-    tfidf = any(s.tfidf for s in settings)
-    counts, final_ngrams = analyse_texts(texts, config.n_jobs, instruction) if tfidf else (None, None)
+    row, alongside the folds. ``analysed`` is :func:`_analyse`'s result."""
+    counts, final_ngrams = analysed
     if len(settings) > 1:
         decisions = cross_validate_grid(X, y, texts, settings, splits, n_jobs=config.n_jobs, counts=counts)
-        return decisions, None, final_ngrams
+        return decisions, None
     setting = settings[0]
     features = np.asarray(X, dtype=np.float32)
     if setting.tfidf:
@@ -171,13 +177,14 @@ def _cross_validate(
     values, regression = cross_validate_and_fit(
         X, y, texts, setting, splits, features, n_jobs=config.n_jobs, counts=counts
     )
-    return {setting: values}, regression, final_ngrams
+    return {setting: values}, regression
 
 
 def train(data: LabelledPrompts, config: TrainConfig | None = None, embedder: Embedder | None = None) -> TrainResult:
     """Fit a router on labelled prompts.
 
-    Embeds the prompts once (through the embedding cache), scores every grid setting by one pass of
+    Embeds the prompts once (through the embedding cache; their n-grams are counted meanwhile, in the
+    background), scores every grid setting by one pass of
     cross-validation (:func:`router_ml.selection.cross_validate_grid`), fits the best setting on all prompts and
     calibrates it on that setting's out-of-fold decision values, which also give the out-of-fold report, the
     calibration error and the abstention threshold. A grid of one setting is fitted on all prompts in the same
@@ -195,15 +202,20 @@ def train(data: LabelledPrompts, config: TrainConfig | None = None, embedder: Em
     config = config or TrainConfig()
     data.check_min_per_label(max(config.min_per_label, config.cv_folds))
     started = time.perf_counter()
-    embedder = embedder or training_embedder(config)
-    cached = is_cached(embedder, data.texts)
-    X = embed_texts(embedder, data.texts)
-    embedded = time.perf_counter()
+    settings = _settings(config)
+    # the n-grams need no embeddings: counted in the background, they fill the core the ONNX export leaves idle
+    with ThreadPoolExecutor(1) as background:
+        analysing = background.submit(_analyse, data.texts, settings, config.n_jobs)
+        embedder = embedder or training_embedder(config)
+        cached = is_cached(embedder, data.texts)
+        X = embed_texts(embedder, data.texts)
+        embedded = time.perf_counter()
+        analysed = analysing.result()
     y = np.asarray(data.labels)
     classes = np.unique(y)
     splits = list(StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed).split(X, y))
-    settings = _settings(config)
-    decisions, regression, final_ngrams = _cross_validate(X, y, data.texts, settings, splits, config)
+    decisions, regression = _cross_validate(X, y, data.texts, settings, splits, config, analysed)
+    final_ngrams = analysed[1]
     grid = _score_grid(decisions, y, classes)
     best = max(grid, key=lambda g: (g["cv_macro_f1"], -g["C"]))
     params = {k: best[k] for k in ("C", "class_weight", "tfidf", "instruction")}

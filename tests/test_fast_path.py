@@ -182,8 +182,8 @@ def test_word_memos_find_exactly_the_analyzers_ngrams(small_result, small_data) 
             assert sorted(block.columns(text)) == expected, (vectorizer.analyzer, text[:60])
 
 
-def test_unsupported_heads_are_left_to_scikit_learn(small_data, embedder) -> None:
-    X = embedder.encode(small_data.texts)
+def test_unsupported_heads_are_left_to_scikit_learn(small_data, small_result) -> None:
+    X = small_result.embeddings
     sigmoid = EmbeddingClassifier(C=4.0, calibration="sigmoid", calibration_cv=3).fit(
         X, small_data.labels, texts=small_data.texts
     )

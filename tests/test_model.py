@@ -15,8 +15,8 @@ def test_estimator_contract_init_stores_params_only():
     assert clone(head).get_params() == head.get_params()
 
 
-def test_head_probabilities_follow_classes(small_data, embedder):
-    X = embedder.encode(small_data.texts)
+def test_head_probabilities_follow_classes(small_data, small_result):
+    X = small_result.embeddings  # the small data's embeddings, made once per session
     head = EmbeddingClassifier(C=4.0).fit(X, small_data.labels, texts=small_data.texts)
     assert list(head.classes_) == sorted(set(small_data.labels))
     proba = head.predict_proba(X[:5], texts=small_data.texts[:5])

@@ -65,6 +65,7 @@ def test_good_feedback_is_promoted(small_artifact, small_data, pools, embedder, 
     assert "paired bootstrap 95% interval" in report.format() and saved["difference"] == d
 
 
+@pytest.mark.slow
 def test_bad_feedback_is_refused(small_artifact, small_data, pools, embedder, tmp_path):
     extra, heldout = pools
     models = tmp_path / "models"

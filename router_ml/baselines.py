@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import multiprocessing
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,8 @@ __all__ = [
     "start_text_baselines",
     "tfidf_logistic_regression",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 class TopKSimilarityVote(ClassifierMixin, BaseEstimator):
@@ -122,7 +126,10 @@ def start_text_baselines(y_train: Sequence[str], texts_train: Sequence[str]) -> 
         return
     # spawned, not forked: the parent may hold ONNX Runtime or torch threads, which a fork would copy mid-flight
     executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    _remember(key, executor.submit(_fit_text_baselines, list(y_train), list(texts_train)))
+    try:
+        _remember(key, executor.submit(_fit_text_baselines, list(y_train), list(texts_train)))
+    except OSError as exc:  # no process to be had: fitted here when needed
+        logger.warning("fitting the text baselines in this process: no worker process (%s)", exc)
     executor.shutdown(wait=False)  # the worker exits once the fit is done
 
 
@@ -135,7 +142,14 @@ def fitted_baselines(X_train: np.ndarray, y_train: Sequence[str], texts_train: S
     key = _text_key(y_train, texts_train)
     text = _fitted.get(key)
     if isinstance(text, Future):
-        text = text.result()
+        try:
+            text = text.result()
+        except BrokenProcessPool as exc:  # the worker died (killed, out of memory): fit here instead
+            logger.warning("fitting the text baselines in this process: the worker process failed (%s)", exc)
+            text = None
+        except BaseException:
+            _fitted.pop(key, None)  # not kept: the next call fits again
+            raise
     if text is None:
         text = _fit_text_baselines(y_train, texts_train)
     _remember(key, text)

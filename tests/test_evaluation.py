@@ -114,3 +114,29 @@ def test_temperature_calibration_keeps_the_labels_cross_validation_scores(small_
     calibrated, plain = (fitted[c].predict_proba(X[test], list(texts[test])) for c in ("temperature", "none"))
     assert not np.allclose(calibrated, plain)  # the calibration changes the probabilities ...
     assert (calibrated.argmax(axis=1) == plain.argmax(axis=1)).all()  # ... never the label
+
+
+def test_a_failed_background_fit_is_fitted_here_or_reported(small_data, small_result, monkeypatch, caplog):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from router_ml import baselines
+
+    monkeypatch.setattr(baselines, "_fitted", OrderedDict())
+    rows = range(0, len(small_data), 4)
+    part = small_data.subset(rows)
+    X, y, texts = small_result.embeddings[rows], list(part.labels), list(part.texts)
+    key = baselines._text_key(y, texts)
+    died: Future = Future()
+    died.set_exception(BrokenProcessPool("the worker was killed"))
+    baselines._fitted[key] = died
+    with caplog.at_level("WARNING", logger="router_ml.baselines"):
+        models = baselines.fitted_baselines(X, y, texts)  # fitted here instead
+    assert "the worker process failed" in caplog.text and "tfidf-lr" in models
+    assert baselines._fitted[key] is not died
+    failed: Future = Future()
+    failed.set_exception(ValueError("bad labels"))
+    baselines._fitted[key] = failed
+    with pytest.raises(ValueError, match="bad labels"):
+        baselines.fitted_baselines(X, y, texts)
+    assert key not in baselines._fitted  # not kept: the next call fits again

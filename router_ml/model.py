@@ -32,7 +32,7 @@ from .embed import Embedder
 from .exceptions import DataError, NotFittedError
 from .instruction import instruction_view
 
-__all__ = ["EmbeddingClassifier", "RouterModel", "fitted_vectorizer", "tfidf_features"]
+__all__ = ["EmbeddingClassifier", "RouterModel", "fitted_vectorizer", "head_features", "tfidf_features"]
 
 CALIBRATIONS = ("temperature", "sigmoid", "isotonic", "none")
 
@@ -64,6 +64,11 @@ def tfidf_features(instruction: bool = True) -> FeatureUnion:
             )
         )
     )
+
+
+def head_features(X: np.ndarray, ngrams: Any) -> sp.csr_matrix:
+    """The head's input: the embeddings, then the TF-IDF n-gram columns, as one sparse matrix."""
+    return sp.hstack([sp.csr_matrix(X), ngrams], format="csr")
 
 
 def fitted_vectorizer(
@@ -129,7 +134,7 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
                 f"({X.shape[0]} rows, got {None if texts is None else len(texts)} texts)"
             )
         ngrams = self.vectorizer_.fit_transform(texts) if fit else self.vectorizer_.transform(texts)
-        return sp.hstack([sp.csr_matrix(X), ngrams], format="csr")
+        return head_features(X, ngrams)
 
     def fit(
         self,
@@ -165,7 +170,7 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
                     f"ngrams holds {len(self.vectorizer_.transformer_list)} vectorizers, this head (instruction="
                     f"{self.instruction}) needs {expected}: pass tfidf_features({self.instruction}) fitted on the texts"
                 )
-            features = sp.hstack([sp.csr_matrix(X), matrix], format="csr")
+            features = head_features(X, matrix)
         else:
             if self.tfidf:
                 self.vectorizer_ = tfidf_features(self.instruction)
@@ -175,11 +180,14 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
             self._check_regression(regression, features.shape[1])
             if oof_decisions is None and self.calibration != "none":
                 raise ValueError("regression= needs oof_decisions= too: the calibration is fitted on them")
+            lr = regression
+        elif self.calibration == "none" or oof_decisions is not None:
+            lr.fit(features, y)
         if self.calibration == "none":
-            self.estimator_ = regression or lr.fit(features, y)
+            self.estimator_ = lr
         elif oof_decisions is not None:
             self.estimator_ = calibrated_from_decisions(
-                regression or lr.fit(features, y), np.asarray(oof_decisions), y, self.calibration, self.calibration_cv
+                lr, np.asarray(oof_decisions), y, self.calibration, self.calibration_cv
             )
         else:
             smallest = int(np.min(np.unique(y, return_counts=True)[1]))

@@ -35,7 +35,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, T
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
-from .model import fitted_vectorizer, tfidf_features
+from .model import fitted_vectorizer, head_features, tfidf_features
 
 __all__ = [
     "NgramCounts",
@@ -168,14 +168,9 @@ def _fold_setting(
     if setting.tfidf:
         assert ngrams is not None
         n_train, n_test = ngrams.features(train, [train, test], setting.instruction)
-        X_train = sp.hstack([sp.csr_matrix(X_train), n_train], format="csr")
-        X_test = sp.hstack([sp.csr_matrix(X_test), n_test], format="csr")
+        X_train, X_test = head_features(X_train, n_train), head_features(X_test, n_test)
     lr = _regression(setting, max_iter)
     return np.asarray(lr.fit(X_train, y[train]).decision_function(X_test))
-
-
-def _fit_all(features: Any, y: np.ndarray, setting: Setting, max_iter: int) -> LogisticRegression:
-    return _regression(setting, max_iter).fit(features, y)
 
 
 def _run_grid(
@@ -196,7 +191,7 @@ def _run_grid(
     tasks = [(s, tr, te) for s in settings for tr, te in splits]
     jobs = [delayed(_fold_setting)(X, y_arr, ngrams, tr, te, s, max_iter) for s, tr, te in tasks]
     if final is not None:  # first, so that the longest job never starts last
-        jobs.insert(0, delayed(_fit_all)(final, y_arr, settings[0], max_iter))
+        jobs.insert(0, delayed(_regression(settings[0], max_iter).fit)(final, y_arr))
     results = Parallel(n_jobs=parallel_jobs(n_jobs, len(jobs)))(jobs)
     fitted = results.pop(0) if final is not None else None
     decisions: dict[Setting, Any] = {}

@@ -10,7 +10,6 @@ from itertools import product
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
@@ -19,7 +18,7 @@ from .data import LabelledPrompts
 from .embed import DEFAULT_MODEL, PRECISION, Embedder, embed_texts, is_cached, make_embedder
 from .exceptions import ConfigError, EmbedderError
 from .metrics import calibration, classification_report, threshold_for_precision
-from .model import CALIBRATIONS, EmbeddingClassifier, RouterModel
+from .model import CALIBRATIONS, EmbeddingClassifier, RouterModel, head_features
 from .selection import NgramCounts, Setting, analyse_texts, cross_validate_and_fit, cross_validate_grid
 
 __all__ = ["TrainConfig", "TrainResult", "train", "training_embedder"]
@@ -172,9 +171,9 @@ def _cross_validate(
         decisions = cross_validate_grid(X, y, texts, settings, splits, n_jobs=config.n_jobs, counts=counts)
         return decisions, None
     setting = settings[0]
-    features = np.asarray(X, dtype=np.float32)
+    features = np.asarray(X, dtype=np.float32)  # as the head validates it
     if setting.tfidf:
-        features = sp.hstack([sp.csr_matrix(features), final_ngrams[1]], format="csr")
+        features = head_features(features, final_ngrams[1])
     values, regression = cross_validate_and_fit(
         X, y, texts, setting, splits, features, n_jobs=config.n_jobs, counts=counts
     )

@@ -15,8 +15,8 @@ except metadata.PackageNotFoundError:  # running from a source tree without inst
     __version__ = "0.0.0"
 
 _EXPORTS: dict[str, str | None] = {
-    "Router": "route",
-    "Decision": "route",
+    "Router": "router",
+    "Decision": "router",
     "RouterModel": "model",
     "EmbeddingClassifier": "model",
     "SentenceTransformerEmbedder": "embed",
@@ -27,8 +27,8 @@ _EXPORTS: dict[str, str | None] = {
     "load_bundled": "data",
     "from_lists": "data",
     "from_dataframe": "data",
-    "RouteTable": "routes",
-    "load_routes": "routes",
+    "RouteTable": "route_table",
+    "load_routes": "route_table",
     "TrainConfig": "training",
     "train": "training",
     "evaluate": "evaluation",

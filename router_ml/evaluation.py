@@ -33,7 +33,7 @@ from .metrics import (
     per_group_scores,
 )
 from .model import EmbeddingClassifier, RouterModel
-from .routes import RouteTable
+from .route_table import RouteTable
 from .selection import parallel_jobs
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The parts of an explanation (see :meth:`router_ml.route.Router.explain`): the training prompts nearest to a prompt,
+"""The parts of an explanation (see :meth:`router_ml.router.Router.explain`): the training prompts nearest to a prompt,
 and each route's score split into what its words, its embedding and the route's bias add.
 
 **Nearest.** Cosine similarity between the prompt's embedding and the training prompts kept in the artifact

@@ -61,7 +61,7 @@ def _train(folder: Path, size: int) -> Path:
     """A router trained on ``size`` prompts spread over the bundled training split, saved in ``folder``."""
     from router_ml import artifact
     from router_ml.data import load_bundled
-    from router_ml.routes import bundled_routes_path
+    from router_ml.route_table import bundled_routes_path
     from router_ml.training import TrainConfig, train
 
     data = load_bundled("train")

@@ -94,7 +94,7 @@ import time
 _t0 = time.perf_counter()
 import json
 import sys
-from router_ml.route import Router
+from router_ml.router import Router
 _t1 = time.perf_counter()
 router = Router.load(sys.argv[1], backend=sys.argv[2], cache_size=0)
 _t2 = time.perf_counter()
@@ -341,7 +341,7 @@ def measure_accuracy(model: Path, backends: Sequence[str]) -> list[Any]:
 def bench_backend(
     model: Path, backend: str, mixed: list[str], batch_sizes: Sequence[int], args: argparse.Namespace
 ) -> BackendResult:
-    from router_ml.route import DEFAULT_CACHE_SIZE, Router
+    from router_ml.router import DEFAULT_CACHE_SIZE, Router
 
     result = BackendResult(backend)
     start = time.perf_counter()

@@ -130,7 +130,7 @@ async def _load(url: str, phase: Phase, bodies: list[dict], concurrency: int, se
 def run(args: argparse.Namespace, workers: int, prompts: list[str]) -> tuple[list[Phase], int, int]:
     """One service start with ``workers`` workers; returns the phases, the records logged and the ids missing."""
     from router_ml.online.store import OutcomeStore
-    from router_ml.routes import load_routes
+    from router_ml.route_table import load_routes
     from router_ml.testing.stub import StubLLMServer, stub_route_table
 
     folder = Path(tempfile.mkdtemp(prefix="router-ml-load-"))

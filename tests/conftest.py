@@ -19,7 +19,7 @@ import pytest
 from router_ml import artifact
 from router_ml.data import LabelledPrompts, load_bundled
 from router_ml.embed import Embedder, SentenceTransformerEmbedder, make_embedder
-from router_ml.routes import bundled_routes_path
+from router_ml.route_table import bundled_routes_path
 from router_ml.training import TrainConfig, train
 
 DEV_PATH = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev.jsonl"

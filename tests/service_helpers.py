@@ -11,7 +11,7 @@ import httpx
 from router_ml.exceptions import StoreError
 from router_ml.online.outcome import Outcome
 from router_ml.online.store import OutcomeStore
-from router_ml.routes import RouteTable
+from router_ml.route_table import RouteTable
 from router_ml.serving.app import create_app
 from router_ml.serving.settings import ServiceConfig
 from tests.test_service import _Server

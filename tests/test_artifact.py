@@ -10,7 +10,7 @@ import pytest
 from router_ml import artifact
 from router_ml.artifact import LibraryVersionWarning, library_versions
 from router_ml.exceptions import ArtifactError
-from router_ml.routes import bundled_routes_path
+from router_ml.route_table import bundled_routes_path
 
 
 def test_round_trip_gives_identical_predictions(small_artifact, small_result, small_data, embedder):

@@ -29,7 +29,7 @@ from router_ml.embed.onnx_export import export_onnx
 from router_ml.exceptions import ArtifactError
 from router_ml.fast_head import LinearHead
 from router_ml.model import EmbeddingClassifier, RouterModel
-from router_ml.route import Router
+from router_ml.router import Router
 
 LABELS = ["code", "creative", "reasoning", "simple"]
 

@@ -12,7 +12,7 @@ from router_ml.online.attempts import AttemptPlan, Call, Wait
 from router_ml.online.breaker import BreakerPolicy, Breakers, CircuitBreaker
 from router_ml.online.llm import EmptyResponseError, LLMClient
 from router_ml.online.outcome import Outcome
-from router_ml.routes import RouteTable
+from router_ml.route_table import RouteTable
 
 
 class Clock:

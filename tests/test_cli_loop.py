@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from router_ml.cli import cli
 from router_ml.data import load_bundled, load_file
-from router_ml.routes import load_routes
+from router_ml.route_table import load_routes
 from router_ml.testing.stub import StubLLMServer
 
 from .conftest import PER_LABEL

@@ -12,8 +12,8 @@ from router_ml.exceptions import ConfigError, DataError, DispatchError, StoreErr
 from router_ml.online.breaker import BreakerPolicy
 from router_ml.online.dispatch import Dispatcher
 from router_ml.online.store import OutcomeStore
-from router_ml.route import Router
-from router_ml.routes import RouteTable
+from router_ml.route_table import RouteTable
+from router_ml.router import Router
 from router_ml.testing.stub import StubLLMServer
 
 MODEL_TIMEOUT = 1.0

@@ -8,7 +8,7 @@ import pytest
 from router_ml.evaluation import cross_validate_methods, evaluate
 from router_ml.model import EmbeddingClassifier
 from router_ml.plots import write_plots
-from router_ml.routes import load_routes
+from router_ml.route_table import load_routes
 
 BASELINES = {"nearest-centroid", "knn-10", "topk-similarity-vote", "tfidf-lr"}
 

@@ -18,7 +18,7 @@ from router_ml.artifact.manifest import read_manifest, write_manifest
 from router_ml.artifact.neighbours import sample_rows
 from router_ml.cli import cli
 from router_ml.exceptions import ArtifactError, DataError
-from router_ml.route import Router
+from router_ml.router import Router
 from router_ml.serving.app import create_app
 from router_ml.serving.settings import ServiceConfig
 from tests.test_service import _Server

@@ -20,7 +20,7 @@ from router_ml.embed.onnx_export import EXPORT_META, export_onnx
 from router_ml.exceptions import ArtifactError, DataError, EmbedderError
 from router_ml.fast_head import LinearHead
 from router_ml.model import EmbeddingClassifier
-from router_ml.route import Router
+from router_ml.router import Router
 from router_ml.serving.batching import MicroBatcher
 
 LONG_TAIL = "Now translate only the last sentence above into French."
@@ -213,7 +213,7 @@ def test_decision_cache_hits_normalized_text_and_resets_on_reload(small_artifact
     assert not router.route("Write a haiku about rain.").cached
     reloaded = Router.load(small_artifact)
     assert not reloaded.route("Write a haiku about rain.").cached
-    from router_ml.route import DEFAULT_CACHE_SIZE
+    from router_ml.router import DEFAULT_CACHE_SIZE
     from router_ml.serving.settings import ServiceConfig
 
     assert ServiceConfig(model="m").cache_size == DEFAULT_CACHE_SIZE  # the service's default is the router's

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from router_ml.exceptions import ConfigError
-from router_ml.route_options import instructions_hash
-from router_ml.routes import RouteTable, load_routes
+from router_ml.route_table import RouteTable, load_routes
+from router_ml.route_table_options import instructions_hash
 from router_ml.testing.demo import run_dispatch_demo
 from router_ml.testing.stub import StubLLMServer
 from tests.service_helpers import chat, logged, start_service

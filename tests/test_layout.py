@@ -94,3 +94,30 @@ def test_every_relative_import_names_a_module_of_the_package():
                 if target not in MODULES:
                     unresolved.append(f"{name}:{node.lineno} imports {target}")
     assert not unresolved
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with one character added, dropped or changed (``route`` / ``routes``)."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    short, long = sorted((a, b), key=len)
+    for i, (x, y) in enumerate(zip(short, long, strict=False)):
+        if x != y:
+            rest = short[i + 1 :] if len(short) == len(long) else short[i:]
+            return rest == long[i + 1 :]
+    return True
+
+
+def test_sibling_modules_have_names_that_cannot_be_confused():
+    by_package: dict[Path, list[str]] = {}
+    for path in MODULES.values():
+        by_package.setdefault(path.parent, []).append(path.stem)
+    confusable = [
+        f"{folder.name}/{a}.py ~ {b}.py"
+        for folder, names in by_package.items()
+        for i, a in enumerate(sorted(names))
+        for b in sorted(names)[i + 1 :]
+        if _one_edit_apart(a, b)
+    ]
+    assert _one_edit_apart("route", "routes") and _one_edit_apart("route", "router")  # the check itself can fail
+    assert not confusable

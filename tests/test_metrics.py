@@ -10,7 +10,7 @@ from router_ml.metrics import (
     threshold_for_precision,
     threshold_for_route_share,
 )
-from router_ml.routes import load_routes
+from router_ml.route_table import load_routes
 
 CLASSES = ["a", "b"]
 

@@ -7,7 +7,7 @@ import pytest
 from router_ml.data import load_bundled, load_file
 from router_ml.embed import embed_texts
 from router_ml.evaluation import cross_validate_methods, evaluate
-from router_ml.routes import load_routes
+from router_ml.route_table import load_routes
 
 from .conftest import DEV_PATH
 

@@ -12,7 +12,7 @@ from router_ml.online.dispatch import Dispatcher
 from router_ml.online.drift import drift_report
 from router_ml.online.retrain import retrain
 from router_ml.online.store import OutcomeStore
-from router_ml.route import Router
+from router_ml.router import Router
 from router_ml.training import TrainConfig
 
 CONFIG = TrainConfig(c_grid=(4.0,), tfidf=(True,), cv_folds=3)

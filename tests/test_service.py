@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 
 from router_ml.online.store import OutcomeStore
-from router_ml.routes import load_routes
+from router_ml.route_table import load_routes
 from router_ml.serving.app import create_app
 from router_ml.serving.settings import ServiceConfig
 from router_ml.testing.stub import StubLLMServer, stub_route_table
@@ -75,7 +75,7 @@ def routes_file(stub, tmp_path_factory, monkeypatch_module) -> Path:
     data["routes"]["reasoning"]["fallbacks"] = ["openai/ok-reasoning-backup"]
     for model in ("openai/fail-reasoning", "openai/ok-reasoning-backup"):
         data["models"][model] = {"api_base": stub.base_url, "api_key_env": "ROUTER_ML_STUB_KEY", "timeout": 10.0}
-    from router_ml.routes import RouteTable
+    from router_ml.route_table import RouteTable
 
     return RouteTable.from_dict(data).save(tmp_path_factory.mktemp("routes") / "routes.toml")
 

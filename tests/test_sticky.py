@@ -14,8 +14,8 @@ from router_ml.exceptions import DataError
 from router_ml.online.dispatch import Dispatcher
 from router_ml.online.sessions import SessionPins
 from router_ml.online.store import OutcomeStore
-from router_ml.route import Router
-from router_ml.routes import RouteTable
+from router_ml.route_table import RouteTable
+from router_ml.router import Router
 from router_ml.testing.stub import StubLLMServer
 from tests.service_helpers import chat, logged, start_service
 from tests.test_service import _Server

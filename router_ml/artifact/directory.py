@@ -194,7 +194,7 @@ def save(
         path (str | Path): the artifact directory: new or empty, or an artifact to replace with ``overwrite``.
         threshold (float): the abstention threshold.
         data (LabelledPrompts | None): the training data (its hash, size and counts are recorded, and a sample of
-            it is kept as the neighbours :meth:`router_ml.route.Router.explain` shows).
+            it is kept as the neighbours :meth:`router_ml.router.Router.explain` shows).
         metrics (dict | None): training metrics to record.
         routes_file (str | Path | None): route table TOML to save with the router.
         overwrite (bool): replace the artifact at ``path`` (its ``onnx/`` export and reports are kept).

@@ -1,4 +1,4 @@
-"""Training neighbours kept in an artifact, for :meth:`router_ml.route.Router.explain`: a stratified sample of the
+"""Training neighbours kept in an artifact, for :meth:`router_ml.router.Router.explain`: a stratified sample of the
 training prompts with their embeddings, as data (JSON plus safetensors), never code.
 
 ``neighbours.json`` holds the format, the embedder the vectors come from (name, dimension, weight fingerprint:

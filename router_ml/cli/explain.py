@@ -1,4 +1,4 @@
-"""``router-ml explain``: why the router sends a prompt where it does (see :meth:`router_ml.route.Router.explain`)."""
+"""``router-ml explain``: why the router sends a prompt where it does (see :meth:`router_ml.router.Router.explain`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .group import cli
 from .options import backend_option, model_option, routes_option
 
 if TYPE_CHECKING:
-    from ..route import Explanation
+    from ..router import Explanation
 
 __all__ = ["explain", "format_explanation"]
 
@@ -78,7 +78,7 @@ def explain(
 
     A PROMPT that is a JSON list is read as an OpenAI-style messages list.
     """
-    from ..route import Router
+    from ..router import Router
 
     router = Router.load(model_dir, routes, backend=backend)
     explanation = router.explain(_prompt(prompt), k=k, top_terms=top_terms)

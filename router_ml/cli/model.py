@@ -111,7 +111,7 @@ def train(
     """
     from .. import artifact
     from ..embed import DEFAULT_MODEL
-    from ..routes import bundled_routes_path, load_routes
+    from ..route_table import bundled_routes_path, load_routes
     from ..training import TrainConfig
     from ..training import train as fit
 
@@ -195,7 +195,7 @@ def eval_command(
     from ..embed import embed_texts
     from ..evaluation import evaluate
     from ..plots import write_plots
-    from ..route import Router
+    from ..router import Router
 
     router = Router.load(model_dir, routes, backend=backend)
     model = router.artifact.model
@@ -263,7 +263,7 @@ def route(
 
     A line of stdin that is a JSON list is read as an OpenAI-style messages list.
     """
-    from ..route import Router
+    from ..router import Router
 
     router = Router.load(model_dir, routes, threshold=threshold, backend=backend)
     echo_backend(router, backend)

@@ -93,8 +93,8 @@ def dispatch(
 ) -> None:
     """Route PROMPT, call the routed model through litellm (with fallbacks) and log the outcome."""
     from ..online.dispatch import Dispatcher
-    from ..route import Router
-    from ..routes import load_routes
+    from ..route_table import load_routes
+    from ..router import Router
 
     router = Router.load(model_dir, routes, backend=backend) if model_dir is not None else None
     if router is not None:
@@ -297,7 +297,7 @@ def drift(
 ) -> None:
     """Compare recent traffic with the training data and list the prompts most worth labelling next (JSON)."""
     from ..online.drift import drift_report
-    from ..route import Router
+    from ..router import Router
 
     router = Router.load(model_dir)
     with _store(db) as store:

@@ -11,7 +11,8 @@ The pieces, each in one place:
   like a plain call) and makes a stream that ends without content or finish reason a failure, never ``ok``.
 
 This module routes (or takes a forced route or model, or a session's pinned model: :mod:`.sessions`), sends each
-model the route table's instructions and default parameters under the caller's own (:mod:`router_ml.route_options`),
+model the route table's instructions and default parameters under the caller's own
+(:mod:`router_ml.route_table_options`),
 runs the plan with a sync or an async driver (the same few lines each), and writes one
 :class:`~router_ml.online.outcome.Outcome` per request, whatever happened.
 """
@@ -27,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import ConfigError, DispatchError
-from ..route import Decision, Prompt, Router, routing_texts
-from ..routes import RouteTable
+from ..route_table import RouteTable
+from ..router import Decision, Prompt, Router, routing_texts
 from .attempts import AttemptPlan, Wait
 from .breaker import BreakerPolicy, Breakers
 from .llm import LLMClient

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..data import LabelledPrompts
 from ..embed import embed_texts
-from ..route import Router
+from ..router import Router
 from .outcome import Outcome
 
 __all__ = ["drift_report"]

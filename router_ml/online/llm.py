@@ -30,7 +30,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any, Literal
 
-from ..routes import RouteTable
+from ..route_table import RouteTable
 
 __all__ = ["EmptyResponseError", "Failure", "FailureKind", "LLMClient", "StreamIncompleteError"]
 

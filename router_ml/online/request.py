@@ -1,7 +1,7 @@
 """What a provider is sent: the caller's conversation and parameters, with the route table's instructions and
 default parameters for the model called.
 
-The rules (see :mod:`router_ml.route_options`): the called model's ``instructions`` (else the served route's) go
+The rules (see :mod:`router_ml.route_table_options`): the called model's ``instructions`` (else the served route's) go
 first, as a system message, before the caller's own messages, system messages included; parameters are the
 route's defaults, then the model's, then the caller's, each over the one before. A forced model (no route) gets
 only its own.
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import DataError
-from ..route import Prompt
-from ..route_options import instructions_hash
-from ..routes import RouteTable
+from ..route_table import RouteTable
+from ..route_table_options import instructions_hash
+from ..router import Prompt
 
 __all__ = ["PASS_THROUGH", "ModelRequest", "check_caller_params", "conversation", "model_request", "sent_messages"]
 
@@ -65,7 +65,7 @@ def model_request(
     """Everything one call to ``model`` serving route ``label`` sends: instructions, messages and parameters.
 
     Example:
-        >>> from router_ml.routes import RouteTable
+        >>> from router_ml.route_table import RouteTable
         >>> table = RouteTable.from_dict({"routes": {"code": {"model": "a/m", "instructions": "Be exact.",
         ...                                                    "params": {"temperature": 0.2, "max_tokens": 50}}}})
         >>> call = model_request(table, "a/m", "code", [{"role": "user", "content": "hi"}], {"temperature": 0.9})

@@ -25,7 +25,7 @@ from ..data import LabelledPrompts
 from ..evaluation import evaluate
 from ..exceptions import DataError
 from ..metrics import paired_bootstrap
-from ..routes import load_routes
+from ..route_table import load_routes
 from ..training import TrainConfig, train
 
 __all__ = ["METRICS", "RetrainReport", "promote", "retrain"]

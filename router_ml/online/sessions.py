@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 
 from ..exceptions import ConfigError, DataError, StoreError
-from ..routes import RouteTable
+from ..route_table import RouteTable
 from .db import Database, Target
 from .outcome import Outcome
 

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from ..exceptions import ConfigError
-from .api import api_router
+from .endpoints import api_router
 from .errors import install_error_handling
 from .metrics import Metrics
 from .operations import operations_router

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..route import Decision, Prompt, Router, routing_texts
+from ..router import Decision, Prompt, Router, routing_texts
 
 __all__ = ["BatchStats", "MicroBatcher"]
 

@@ -11,7 +11,7 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from ..online.outcome import Outcome
-from ..route import Decision
+from ..router import Decision
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 

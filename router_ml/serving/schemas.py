@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from ..route import Decision
+from ..router import Decision
 
 __all__ = [
     "ROUTER_MODELS",
@@ -51,7 +51,7 @@ class ChatRequest(BaseModel):
 
 class RouteRequest(BaseModel):
     """``POST /v1/route``: a conversation (``messages``) or ``input``, a string or a list of strings/conversations;
-    ``explain`` adds each decision's explanation (:meth:`router_ml.route.Router.explain`)."""
+    ``explain`` adds each decision's explanation (:meth:`router_ml.router.Router.explain`)."""
 
     model_config = ConfigDict(extra="forbid")
     messages: list[Message] | None = None

@@ -48,7 +48,7 @@ class ServiceConfig:
     max_body_bytes: int = 1_000_000
     max_messages: int = 256
     max_batch_inputs: int = 256
-    cache_size: int = 4096  # router_ml.route.DEFAULT_CACHE_SIZE (not imported: this module stays light)
+    cache_size: int = 4096  # router_ml.router.DEFAULT_CACHE_SIZE (not imported: this module stays light)
     max_batch: int = 32
     max_wait_ms: float = 2.0
     timeout: float = 60.0

@@ -18,7 +18,7 @@ from fastapi import Request
 from ..artifact import read_manifest, resolve
 from ..exceptions import RouterMLError
 from ..online.store import OutcomeStore
-from ..route import Decision, Prompt, Router
+from ..router import Decision, Prompt, Router
 from .batching import MicroBatcher
 from .metrics import Metrics
 from .schemas import APIError

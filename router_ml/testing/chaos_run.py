@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..routes import RouteTable
+from ..route_table import RouteTable
 from .chaos import ChaosEndpoint, FaultConfig, provider_of
 from .chaos_client import CATEGORIES, NOT_SENT, RequestResult, ServiceProcess, drive, python_env, served_package
 

@@ -15,7 +15,7 @@ def main(out: str, per_label: int = 80) -> None:
     """PER_LABEL prompts of each label, evenly spaced over the bundled training split; one C, TF-IDF, 3 folds."""
     from router_ml import artifact
     from router_ml.data import load_bundled
-    from router_ml.routes import bundled_routes_path
+    from router_ml.route_table import bundled_routes_path
     from router_ml.training import TrainConfig, train
 
     data = load_bundled("train")

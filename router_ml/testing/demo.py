@@ -13,7 +13,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from ..routes import RouteTable, load_routes
+from ..route_table import RouteTable, load_routes
 from .stub import StubLLMServer, stub_route_table
 
 __all__ = ["PROMPTS", "run_dispatch_demo", "seed_agents_path"]
@@ -68,7 +68,7 @@ def run_dispatch_demo(
     from ..exceptions import DispatchError
     from ..online.dispatch import Dispatcher  # imports litellm (seconds): only when the demo runs
     from ..online.store import OutcomeStore
-    from ..route import Router
+    from ..router import Router
 
     os.environ.setdefault(_KEY_ENV, "stub-key")
     with StubLLMServer() as stub, OutcomeStore(db) as store:

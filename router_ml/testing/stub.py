@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from ..routes import RouteTable
+from ..route_table import RouteTable
 
 __all__ = ["Received", "StubLLMServer", "stub_route_table"]
 

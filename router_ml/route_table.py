@@ -17,7 +17,7 @@ settings: ``api_base`` (an OpenAI-compatible server, e.g. a local gateway), ``ap
 environment variable holding its key) and ``timeout`` (seconds per call).
 
 Routes and models may also set ``instructions`` (a system message put first in the conversation) and ``params``
-(default provider parameters such as ``temperature``); :mod:`router_ml.route_options` says how they combine on
+(default provider parameters such as ``temperature``); :mod:`router_ml.route_table_options` says how they combine on
 fallback and with the caller's own, and what is accepted::
 
     [routes.code]
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigError
-from .route_options import check_instructions, check_params
+from .route_table_options import check_instructions, check_params
 
 __all__ = ["ModelSpec", "Route", "RouteTable", "bundled_routes_path", "load_routes"]
 

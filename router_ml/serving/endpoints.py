@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ..exceptions import DispatchError, StoreError
-from ..route import Prompt
+from ..router import Prompt
 from .metrics import Metrics
 from .schemas import (
     ROUTER_MODELS,

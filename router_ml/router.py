@@ -30,7 +30,7 @@ from .artifact import load as load_artifact
 from .embed import Embedder
 from .exceptions import DataError
 from .fast_head import LinearHead
-from .routes import RouteTable, load_routes
+from .route_table import RouteTable, load_routes
 
 if TYPE_CHECKING:
     from .explain import Neighbour, RouteScore

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from router_ml.exceptions import ConfigError
-from router_ml.routes import RouteTable, load_routes
+from router_ml.route_table import RouteTable, load_routes
 
 
 def test_bundled_route_table_matches_the_seed_example():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from router_ml.exceptions import ConfigError, DataError
-from router_ml.route import Router, routing_texts
-from router_ml.routes import load_routes
+from router_ml.route_table import load_routes
+from router_ml.router import Router, routing_texts
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ status code; stack traces go to the log, never to the client. The router loads o
 the event loop, micro-batched (:mod:`router_ml.serving.batching`); a reload swaps the router between requests, and
 requests already in flight finish on the router they started with.
 
-Where things are: :mod:`.api` (``/v1/*``), :mod:`.operations` (probes, metrics, reload), :mod:`.schemas` (bodies,
+Where things are: :mod:`.endpoints` (``/v1/*``), :mod:`.operations` (probes, metrics, reload), :mod:`.schemas` (bodies,
 errors, headers), :mod:`.errors` (guard middleware, exception handlers), :mod:`.state` (router, batcher,
 dispatcher, store).
 """

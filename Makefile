@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 run: setup
-	$(VENV)/bin/router-ml demo --out artifacts/router $(if $(wildcard ../shared/eval/dev.jsonl),--dev ../shared/eval/dev.jsonl)
+	$(VENV)/bin/router-ml demo --out artifacts/router $(foreach f,$(wildcard ../shared/eval/dev.jsonl ../shared/eval/multilingual-dev.jsonl),--dev $(f))
 
 test: setup
 	$(PY) -m pytest

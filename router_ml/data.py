@@ -48,6 +48,8 @@ class LabelledPrompts:
         duplicates (list[tuple[str, str]]): origins of exact duplicates (second occurrence, first occurrence).
         groups (list[str] | None): the source of each prompt (a data set, a batch, a customer), when known: what
             grouped cross-validation holds out together and what per-source scores are computed over.
+        languages (list[str | None] | None): each prompt's language (ISO 639-1 code, e.g. ``"zh"``) from the
+            data's ``language`` column, when it has one; ``None`` for rows without (see :mod:`router_ml.language`).
     """
 
     texts: list[str]
@@ -55,6 +57,7 @@ class LabelledPrompts:
     origins: list[str]
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     groups: list[str] | None = None
+    languages: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -80,15 +83,20 @@ class LabelledPrompts:
         """The prompts at ``indices`` (duplicate reports are not carried over)."""
         idx = list(indices)
         groups = None if self.groups is None else [self.groups[i] for i in idx]
+        languages = None if self.languages is None else [self.languages[i] for i in idx]
         return LabelledPrompts(
-            [self.texts[i] for i in idx], [self.labels[i] for i in idx], [self.origins[i] for i in idx], groups=groups
-        )
+            [self.texts[i] for i in idx], [self.labels[i] for i in idx], [self.origins[i] for i in idx],
+            groups=groups, languages=languages,
+        )  # fmt: skip
 
     def __add__(self, other: LabelledPrompts) -> LabelledPrompts:
         groups = None if self.groups is None or other.groups is None else self.groups + other.groups
+        languages = None
+        if self.languages is not None or other.languages is not None:
+            languages = (self.languages or [None] * len(self)) + (other.languages or [None] * len(other))
         return _validated(
             self.texts + other.texts, self.labels + other.labels, self.origins + other.origins, min_per_label=1,
-            groups=groups,
+            groups=groups, languages=languages,
         )  # fmt: skip
 
     def check_min_per_label(self, minimum: int) -> None:
@@ -158,13 +166,19 @@ def load_files(
     labels: list[str] = []
     origins: list[str] = []
     groups: list[str | None] = []
+    languages: list[str | None] = []
+    columns = _Columns(text_column, label_column, group_column)
     for path in paths:
-        for text, label, origin, group in _read_rows(Path(path), text_column, label_column, group_column):
+        for text, label, origin, group, language in _read_rows(Path(path), columns):
             texts.append(text)
             labels.append(label)
             origins.append(origin)
             groups.append(group if not group_depth or group is None else ":".join(group.split(":")[:group_depth]))
-    return _validated(texts, labels, origins, min_per_label=min_per_label, groups=_all_or_none(groups, origins))
+            languages.append(language)
+    return _validated(
+        texts, labels, origins, min_per_label=min_per_label, groups=_all_or_none(groups, origins),
+        languages=None if all(lang is None for lang in languages) else languages,
+    )  # fmt: skip
 
 
 def _all_or_none(groups: list[str | None], origins: list[str]) -> list[str] | None:
@@ -224,11 +238,26 @@ def _none_if_nan(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
 
-Row = tuple[str, str, str, str | None]
-"""Text, label, origin (``file:line``) and source of one row."""
+Row = tuple[str, str, str, str | None, str | None]
+"""Text, label, origin (``file:line``), source and language of one row."""
 
 
-def _read_rows(path: Path, text_column: str, label_column: str, group_column: str | None) -> Iterable[Row]:
+@dataclass(frozen=True)
+class _Columns:
+    """The columns a file's rows are read from (``language`` is always that column, when present)."""
+
+    text: str
+    label: str
+    group: str | None
+    language: str = "language"
+
+    def row(self, row: dict[str, Any], label: Any, origin: str) -> Row:
+        """One validated row."""
+        text, label, origin = _check_row(row[self.text], label, origin)
+        return text, label, origin, _optional(row, self.group, origin), _optional(row, self.language, origin)
+
+
+def _read_rows(path: Path, columns: _Columns) -> Iterable[Row]:
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".csv"):
         raise DataError(f"{path}: unsupported file type {suffix!r}; expected .jsonl (one JSON object a line) or .csv")
@@ -239,16 +268,14 @@ def _read_rows(path: Path, text_column: str, label_column: str, group_column: st
     with handle:
         try:
             if suffix == ".jsonl":
-                yield from _read_jsonl(handle, path, text_column, label_column, group_column)
+                yield from _read_jsonl(handle, path, columns)
             else:
-                yield from _read_csv(handle, path, text_column, label_column, group_column)
+                yield from _read_csv(handle, path, columns)
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
 
 
-def _read_jsonl(
-    handle: Any, path: Path, text_column: str, label_column: str, group_column: str | None
-) -> Iterable[Row]:
+def _read_jsonl(handle: Any, path: Path, columns: _Columns) -> Iterable[Row]:
     for number, line in enumerate(handle, start=1):
         if not line.strip():
             continue
@@ -263,31 +290,32 @@ def _read_jsonl(
             raise DataError(
                 f'{origin}: expected a JSON object like {{"text": ..., "label": ...}}, found {type(row).__name__}'
             )
-        _check_columns(list(row), text_column, label_column, origin)
-        yield (*_check_row(row[text_column], row[label_column], origin), _group(row, group_column, origin))
+        _check_columns(list(row), columns.text, columns.label, origin)
+        yield columns.row(row, row[columns.label], origin)
 
 
-def _read_csv(handle: Any, path: Path, text_column: str, label_column: str, group_column: str | None) -> Iterable[Row]:
+def _read_csv(handle: Any, path: Path, columns: _Columns) -> Iterable[Row]:
     reader = csv.DictReader(handle)
     if reader.fieldnames is None:
         raise DataError(
-            f"{path}: the CSV file is empty; expected a header row with {text_column!r} and {label_column!r}"
+            f"{path}: the CSV file is empty; expected a header row with {columns.text!r} and {columns.label!r}"
         )
-    _check_columns(list(reader.fieldnames), text_column, label_column, f"{path}:1")
+    _check_columns(list(reader.fieldnames), columns.text, columns.label, f"{path}:1")
     for row in reader:
         origin = f"{path}:{reader.line_num}"
         if None in row:
             raise DataError(f"{origin}: more fields than the header has columns; quote fields that contain commas")
-        yield (*_check_row(row[text_column], row[label_column] or None, origin), _group(row, group_column, origin))
+        yield columns.row(row, row[columns.label] or None, origin)
 
 
-def _group(row: dict[str, Any], column: str | None, origin: str) -> str | None:
-    """The row's source (``None`` without one); a number is read as its text."""
+def _optional(row: dict[str, Any], column: str | None, origin: str) -> str | None:
+    """The row's value in an optional column (its source, its language); ``None`` without one; a number is read
+    as its text."""
     value = _none_if_nan(row.get(column)) if column else None
     if value is None or value == "":
         return None
     if not isinstance(value, str | int):
-        raise DataError(f"{origin}: source must be a string, found {type(value).__name__} ({value!r:.60})")
+        raise DataError(f"{origin}: {column} must be a string, found {type(value).__name__} ({value!r:.60})")
     return str(value).strip()
 
 
@@ -313,7 +341,13 @@ def _check_row(text: Any, label: Any, origin: str) -> tuple[str, str, str]:
 
 
 def _validated(
-    texts: list[str], labels: list[str], origins: list[str], *, min_per_label: int, groups: list[str] | None = None
+    texts: list[str],
+    labels: list[str],
+    origins: list[str],
+    *,
+    min_per_label: int,
+    groups: list[str] | None = None,
+    languages: list[str | None] | None = None,
 ) -> LabelledPrompts:
     labels = [label.strip() for label in labels]
     first_seen: dict[str, tuple[str, str]] = {}
@@ -332,7 +366,7 @@ def _validated(
             first_seen[key] = (label, origin)
     if duplicates:
         logger.warning("%d exact duplicate prompt(s), e.g. %s repeats %s", len(duplicates), *duplicates[0])
-    data = LabelledPrompts(texts, labels, origins, duplicates, groups)
+    data = LabelledPrompts(texts, labels, origins, duplicates, groups, languages)
     if not texts:
         raise DataError("no labelled prompts found; the input is empty")
     data.check_min_per_label(min_per_label)

@@ -24,6 +24,7 @@ from .baselines import TEXT_BASELINES, fitted_baselines
 from .data import LabelledPrompts
 from .embed import embed_texts
 from .exceptions import DataError
+from .language import languages_of
 from .metrics import (
     Calibration,
     ClassificationReport,
@@ -191,6 +192,9 @@ class EvalReport:
     errors: list[dict[str, Any]] = field(default_factory=list)
     per_source: dict[str, dict[str, float]] | None = None
     """Each source's scores, worst first, when the data says where each prompt came from."""
+    per_language: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Each language's scores, worst first: the data's ``language`` column, else detected
+    (:mod:`router_ml.language`)."""
     predicted: list[str] = field(default_factory=list, repr=False)
     """The router's label for each prompt, in order (not written to the JSON report)."""
 
@@ -223,19 +227,25 @@ class EvalReport:
             f"${c['premium_usd']:.4f} -> {c['saving_vs_premium']:.1%} saved (perfect routing ${c['oracle_usd']:.4f})",
         ]
         if self.per_source:
-            worst, scores = next(iter(self.per_source.items()))
-            shown = list(self.per_source.items())[:SOURCES_SHOWN]
-            lines += ["", f"per source (macro-F1, worst first; worst: {worst} {scores['macro_f1']:.3f}):"]
-            lines += [f"  {g:<40}{s['macro_f1']:.3f}  (n={s['n']})" for g, s in shown]
-            if len(self.per_source) > len(shown):
-                lines.append(
-                    f"  ... {len(self.per_source) - len(shown)} more in report.json (--group-depth merges ids)"
-                )
+            lines += _per_group_lines("source", self.per_source, "(--group-depth merges ids)")
+        if len(self.per_language) > 1:
+            lines += _per_group_lines("language", self.per_language, "")
         if self.baselines:
             lines += ["", "baselines on the same data (macro-F1; router's lead, paired bootstrap 95% interval):"]
             lines.append(f"  {'router':<22}{self.report.macro_f1:.3f}")
             lines += [f"  {name:<22}{s['macro_f1']:.3f}{_lead(s)}" for name, s in self.baselines.items()]
         return "\n".join(lines)
+
+
+def _per_group_lines(what: str, scores: Mapping[str, Mapping[str, float]], hint: str) -> list[str]:
+    """Report lines of each group's macro-F1, worst first (the first :data:`SOURCES_SHOWN`)."""
+    worst, worst_scores = next(iter(scores.items()))
+    shown = list(scores.items())[:SOURCES_SHOWN]
+    lines = ["", f"per {what} (macro-F1, worst first; worst: {worst} {worst_scores['macro_f1']:.3f}):"]
+    lines += [f"  {g:<40} {s['macro_f1']:.3f}  (n={s['n']})" for g, s in shown]
+    if len(scores) > len(shown):
+        lines.append(f"  ... {len(scores) - len(shown)} more in report.json {hint}".rstrip())
+    return lines
 
 
 def _lead(score: Mapping[str, Any]) -> str:
@@ -304,5 +314,6 @@ def evaluate(
         baselines=baselines,
         errors=errors[:max_errors],
         per_source=None if data.groups is None else per_group_scores(data.labels, predicted, data.groups),
+        per_language=per_group_scores(data.labels, predicted, languages_of(data.texts, data.languages)),
         predicted=predicted,
     )

@@ -31,12 +31,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from .instruction import raw_part
+from .tokens import TOKEN_PATTERNS
 
 __all__ = ["WORD_MEMO_SIZE", "LinearHead"]
 
 WORD_MEMO_SIZE = 1 << 16
 """Whitespace-separated words whose n-gram columns each vectorizer block remembers (LRU)."""
-_DEFAULT_TOKEN_PATTERN = TfidfVectorizer().token_pattern
 
 Columns = Callable[[str], list[int]]
 
@@ -59,9 +59,9 @@ def _char_wb_columns(vectorizer: TfidfVectorizer) -> Columns:
 
 
 def _word_columns(vectorizer: TfidfVectorizer) -> Columns:
-    """Word uni- and bigrams with the default token pattern, whose tokens never hold whitespace: each word's
-    unigrams and inner bigrams are memoized, and only the bigram across each pair of neighbouring words (the
-    last token of one, the first of the next) is looked up per text."""
+    """Word uni- and bigrams with a token pattern of :data:`~router_ml.tokens.TOKEN_PATTERNS`, whose tokens never
+    hold whitespace: each whitespace-separated word's unigrams and inner bigrams are memoized, and only the bigram
+    across each pair of neighbouring words (the last token of one, the first of the next) is looked up per text."""
     get = vectorizer.vocabulary_.get
     preprocess, tokenize = vectorizer.build_preprocessor(), vectorizer.build_tokenizer()
     bigrams = vectorizer.ngram_range[1] == 2
@@ -109,7 +109,7 @@ def _column_finder(vectorizer: TfidfVectorizer) -> Columns:
         vectorizer.analyzer == "word"
         and plain
         and vectorizer.tokenizer is None
-        and vectorizer.token_pattern == _DEFAULT_TOKEN_PATTERN
+        and vectorizer.token_pattern in TOKEN_PATTERNS
         and vectorizer.stop_words is None
         and vectorizer.ngram_range in ((1, 1), (1, 2))
     ):

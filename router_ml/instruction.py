@@ -24,7 +24,7 @@ EDGE_CHARS = 160
 """The first and last line are each cut to this many characters (the first from its start, the last from its end)."""
 
 _FENCED = re.compile(r"```.*?```", re.DOTALL)
-_SENTENCE_END = re.compile(r"(?<=[.!?:])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?:])\s+|(?<=[。！？：])\s*")  # CJK full stops need no space after them
 
 
 def instruction_part(text: str) -> str:

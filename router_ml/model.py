@@ -6,7 +6,7 @@ TF-IDF n-gram features), so cross-validation embeds once. :class:`RouterModel` p
 
 Why TF-IDF too: sentence embeddings capture what a prompt is about, while the task is often carried by a few
 words ("summarize", "translate", "write a function", "def", "{"). Under 5-fold cross-validation on real prompts
-the concatenation beat both embeddings alone and TF-IDF alone (see the README's numbers). The n-grams are read
+the concatenation beat both embeddings alone and TF-IDF alone (see docs/performance.md). The n-grams are read
 twice: over the whole prompt and over its instruction part (:mod:`router_ml.instruction`), so that a short ask
 after long pasted material still counts.
 """
@@ -31,6 +31,7 @@ from .calibration import calibrated_from_decisions
 from .embed import Embedder
 from .exceptions import DataError, NotFittedError
 from .instruction import instruction_view
+from .tokens import TOKEN_PATTERN
 
 __all__ = ["EmbeddingClassifier", "RouterModel", "fitted_vectorizer", "head_features", "tfidf_features"]
 
@@ -38,7 +39,8 @@ CALIBRATIONS = ("temperature", "sigmoid", "isotonic", "none")
 
 
 def tfidf_features(instruction: bool = True) -> FeatureUnion:
-    """Word 1-2 grams and character 3-5 grams (within word boundaries), each seen in at least two training prompts,
+    """Word 1-2 grams (words as :data:`~router_ml.tokens.TOKEN_PATTERN` splits them: single characters in Chinese,
+    Japanese and Thai) and character 3-5 grams (within word boundaries), each seen in at least two training prompts,
     sub-linear TF, L2-normalised; with ``instruction``, the same two blocks again over each prompt's instruction
     part (:mod:`router_ml.instruction`), so that a short instruction is not outweighed by long pasted material.
 
@@ -52,7 +54,14 @@ def tfidf_features(instruction: bool = True) -> FeatureUnion:
             vectorizer
             for view in views
             for vectorizer in (
-                TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32, preprocessor=view),
+                TfidfVectorizer(
+                    ngram_range=(1, 2),
+                    min_df=2,
+                    sublinear_tf=True,
+                    dtype=np.float32,
+                    preprocessor=view,
+                    token_pattern=TOKEN_PATTERN,
+                ),
                 TfidfVectorizer(
                     analyzer="char_wb",
                     ngram_range=(3, 5),

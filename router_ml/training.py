@@ -15,7 +15,17 @@ from sklearn.model_selection import StratifiedKFold
 
 from .calibration import cross_fitted_proba, proba_from_decisions
 from .data import LabelledPrompts
-from .embed import DEFAULT_MODEL, PRECISION, Embedder, embed_texts, is_cached, make_embedder
+from .embed import (
+    DEFAULT_EMBEDDER,
+    MODEL_BACKENDS,
+    PRECISION,
+    Embedder,
+    check_model_backend,
+    default_backend,
+    embed_texts,
+    is_cached,
+    make_embedder,
+)
 from .exceptions import ConfigError, EmbedderError
 from .metrics import calibration, classification_report, threshold_for_precision
 from .model import CALIBRATIONS, EmbeddingClassifier, RouterModel, head_features
@@ -31,10 +41,13 @@ class TrainConfig:
     """How to train a router.
 
     Args:
-        embedder (str): sentence-transformers model name or path. Default the bundled all-MiniLM-L6-v2.
-        backend (str): embedder backend (see ``router_ml.embed.EMBEDDERS``). Default ``"onnx"``: the float ONNX
-            export gives torch's embeddings (same labels) about 2-3× faster; torch is used, with a one-line
-            message, when the export cannot be made.
+        embedder (str): ``"use-multilingual-v3"`` (the default: USE multilingual v3, bundled, numpy; chosen by
+            measurement, see ``docs/performance.md``), ``"all-MiniLM-L6-v2"`` (the bundled English
+            sentence-transformers model), or another sentence-transformers model name or path.
+        backend (str | None): embedder backend (see ``router_ml.embed.EMBEDDERS``). Default ``None``: the model's
+            own (:func:`router_ml.embed.default_backend`): ``"numpy"`` for USE, ``"onnx"`` for a
+            sentence-transformers model, whose float ONNX export gives torch's embeddings (same labels) about 2-3×
+            faster; torch is used, with a one-line message, when the export cannot be made.
         c_grid (tuple[float, ...]): values of the inverse regularisation ``C`` tried by cross-validation. Default
             ``(32.0,)``: on the bundled data the cross-validated macro-F1 is flat from 8 to 32 (0.9357, 0.9354,
             0.9349; it was flat to 64 before the instruction view) and C = 32 scored best on the held-out split
@@ -46,8 +59,8 @@ class TrainConfig:
             embeddings alone scored 0.08 lower on the bundled data; pass ``(True, False)`` to try both.
         instruction (tuple[bool, ...]): whether the n-grams also read each prompt's instruction part
             (:mod:`router_ml.instruction`), values tried. Default ``(True,)``: it raised macro-F1 on the real
-            prompts of ``dev.jsonl``, on the held-out split and under leave-one-batch-out (README, "The instruction
-            view"); ``(True, False)`` lets cross-validation choose.
+            prompts of ``dev.jsonl``, on the held-out split and under leave-one-batch-out (CHANGELOG, 0.1.0);
+            ``(True, False)`` lets cross-validation choose.
         calibration (str): probability calibration of the final head (see :class:`EmbeddingClassifier`).
         cv_folds (int): stratified folds for model selection. Default 5.
         min_per_label (int): refuse to train when a label has fewer examples. Default 10.
@@ -58,8 +71,8 @@ class TrainConfig:
         n_jobs (int | None): cross-validation fits run in parallel; -1 (default) uses every core.
     """
 
-    embedder: str = DEFAULT_MODEL
-    backend: str = "onnx"
+    embedder: str = DEFAULT_EMBEDDER
+    backend: str | None = None
     c_grid: tuple[float, ...] = (32.0,)
     class_weights: tuple[str | None, ...] = ("balanced",)
     tfidf: tuple[bool, ...] = (True,)
@@ -85,6 +98,11 @@ class TrainConfig:
             raise ConfigError(f"target_precision must be in (0, 1], got {self.target_precision}")
         if not self.instruction or any(type(i) is not bool for i in self.instruction):
             raise ConfigError(f"instruction must hold True and/or False, got {self.instruction}")
+        if self.backend is not None:
+            try:
+                check_model_backend(self.embedder, self.backend)
+            except EmbedderError as exc:
+                raise ConfigError(str(exc)) from None
         bad = [w for w in self.class_weights if w not in ("balanced", None)]
         if bad or not self.class_weights:
             raise ConfigError(f"class_weights may hold 'balanced' and/or None, got {self.class_weights}")
@@ -121,15 +139,16 @@ class TrainResult:
 
 
 def training_embedder(config: TrainConfig) -> Embedder:
-    """The embedder ``config`` names, loaded; an ONNX backend that cannot be built falls back to torch (the same
-    float embeddings, slower) with a one-line message."""
+    """The embedder ``config`` names, loaded; a sentence-transformers model whose float ONNX backend cannot be built
+    falls back to torch (the same float embeddings, slower) with a one-line message."""
+    backend = config.backend or default_backend(config.embedder)
     try:
-        embedder = make_embedder(config.embedder, config.backend)
+        embedder = make_embedder(config.embedder, backend)
         embedder.warm_up()
     except EmbedderError as exc:
-        if PRECISION.get(config.backend) != "float32" or config.backend == "torch":
+        if PRECISION.get(backend) != "float32" or backend == "torch" or config.embedder in MODEL_BACKENDS:
             raise
-        logger.warning("embedding on torch: the %s backend is unavailable (%s)", config.backend, exc)
+        logger.warning("embedding on torch: the %s backend is unavailable (%s)", backend, exc)
         embedder = make_embedder(config.embedder, "torch")
     return embedder
 

@@ -59,7 +59,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--model", type=Path, help="router artifact (default: train a small one once)")
     parser.add_argument("--cache", type=Path, default=Path("artifacts/chaos-router"), help="where those go")
     parser.add_argument("--pythonpath", help="source tree whose router_ml the service runs")
-    parser.add_argument("--backend", default="onnx", help="router-ml serve --backend ('' for the artifact's)")
+    parser.add_argument("--backend", default="", help="router-ml serve --backend (default: the fastest verified)")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     return parser.parse_args()
 

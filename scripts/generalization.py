@@ -1,18 +1,24 @@
-"""How well does the router carry to prompts from sources it has not seen? Before/after numbers for data and model.
+"""How well does the router carry to prompts from sources and languages it has not seen? Before/after numbers for
+data and representation.
 
 One run, one embedding pass (through the embedding cache), one head setting:
 
 1. the bundled held-out split, trained on the training split;
 2. ``dev.jsonl`` (real third-party prompts, when present) per source and its worst source, same model;
-3. leave-one-batch-out over every bundled batch file: each batch scored by a head trained on all the others
-   (pooled macro-F1, and each batch's own);
-4. the confusion matrix of each.
+3. ``multilingual-dev.jsonl`` (real non-English prompts, when present) per language and its worst language;
+4. leave-one-batch-out over every bundled batch file (or those ``--lobo-batches`` names): each batch scored by a
+   head trained on all the others (pooled macro-F1, and each batch's own);
+5. the confusion matrix of each.
+
+``--embedder`` chooses the representation: a model name, or two joined by ``+`` for their embeddings side by side
+(``all-MiniLM-L6-v2+use-multilingual-v3``); ``--no-tfidf`` leaves the n-grams out. The candidates' table in
+``docs/performance.md`` is this script run once per representation.
 
 ``--exclude`` leaves batch files out of the bundled data, so a data round is measured against the data before it
 in the same run (``--exclude creative_on_material,premises_and_setups,many_voices``).
 
-    python scripts/generalization.py [--backend onnx] [--C 32] [--no-instruction] [--exclude a,b] [--json out.json]
-        [--no-lobo]
+    python scripts/generalization.py [--embedder use-multilingual-v3] [--C 32] [--no-tfidf] [--no-instruction]
+        [--exclude a,b] [--no-lobo | --lobo-batches multilingual] [--json out.json]
 """
 
 from __future__ import annotations
@@ -30,11 +36,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from router_ml.data import LabelledPrompts, is_heldout, load_bundled, load_file
-from router_ml.embed import embed_texts, make_embedder
+from router_ml.embed import DEFAULT_EMBEDDER, embed_texts, make_embedder
 from router_ml.metrics import classification_report, per_group_scores
 from router_ml.model import EmbeddingClassifier
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev.jsonl"
+MULTILINGUAL_DEV = DEV.with_name("multilingual-dev.jsonl")
+
+
+def _embed(names: str, texts: list[str]) -> np.ndarray:
+    """Each model's embeddings of ``texts`` (through the cache, on the model's default backend), side by side."""
+    return np.hstack([embed_texts(make_embedder(name), texts) for name in names.split("+")])
 
 
 def _head(args: argparse.Namespace) -> EmbeddingClassifier:
@@ -59,12 +71,13 @@ def _summary(name: str, truth: list[str], pred: list[str], groups: list[str] | N
         out["per_source"] = {g: round(s["macro_f1"], 4) for g, s in scores.items()}
         worst = next(iter(scores))
         out["worst_source"] = {"name": worst, "macro_f1": round(scores[worst]["macro_f1"], 4)}
+        out["per_source_n"] = {g: int(s["n"]) for g, s in scores.items()}
     return out
 
 
 def _print(result: dict) -> None:
     worst = result.get("worst_source")
-    tail = f"; worst source {worst['name']} {worst['macro_f1']:.3f}" if worst else ""
+    tail = f"; worst group {worst['name']} {worst['macro_f1']:.3f}" if worst else ""
     f1 = " / ".join(f"{v:.3f}" for v in result["f1"].values())
     print(f"{result['name']:<28} n={result['n']:>5}  macro-F1 {result['macro_f1']:.4f}  F1 c/cr/r/s {f1}{tail}")
     print(f"{'':<28} creative recall {result['recall']['creative']:.3f}; confusion {result['confusion']}")
@@ -72,12 +85,15 @@ def _print(result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", default="onnx", help="embedder backend (onnx gives torch's labels, faster)")
+    parser.add_argument(
+        "--embedder", default=DEFAULT_EMBEDDER, help="model name, or names joined by + for embeddings side by side"
+    )
     parser.add_argument("--C", type=float, default=32.0)
     parser.add_argument("--no-tfidf", action="store_true")
     parser.add_argument("--no-instruction", action="store_true", help="no n-grams of the instruction view")
     parser.add_argument("--exclude", default="", help="comma-separated batch files (stems) to leave out")
     parser.add_argument("--no-lobo", action="store_true", help="skip leave-one-batch-out")
+    parser.add_argument("--lobo-batches", default="", help="comma-separated batches to leave out (default: each)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
@@ -87,9 +103,8 @@ def main() -> None:
     assert every.groups is not None
     keep = [i for i, g in enumerate(every.groups) if g not in excluded]
     bundled = every.subset(keep)
-    embedder = make_embedder(backend=args.backend)
     texts, y = bundled.texts, np.asarray(bundled.labels)
-    X = embed_texts(embedder, every.texts)[keep]  # one cached pass over every batch, whatever is excluded
+    X = _embed(args.embedder, every.texts)[keep]  # one cached pass over every batch, whatever is excluded
     print(f"{len(bundled)} bundled prompts in {len(set(bundled.groups or []))} batches (excluded: {sorted(excluded)})")
     train_idx = np.array([i for i, t in enumerate(texts) if not is_heldout(t)])
     held_idx = np.array([i for i, t in enumerate(texts) if is_heldout(t)])
@@ -99,15 +114,22 @@ def main() -> None:
     results.append(_summary("held-out split", list(y[held_idx]), held_pred, None))
     if DEV.is_file():
         dev: LabelledPrompts = load_file(DEV, group_depth=1)
-        dev_pred = list(head.predict(embed_texts(embedder, dev.texts), texts=dev.texts))
+        dev_pred = list(head.predict(_embed(args.embedder, dev.texts), texts=dev.texts))
         results.append(_summary("dev.jsonl", dev.labels, dev_pred, dev.groups))
+    if MULTILINGUAL_DEV.is_file():
+        other = load_file(MULTILINGUAL_DEV)
+        pred = list(head.predict(_embed(args.embedder, other.texts), texts=other.texts))
+        results.append(_summary("multilingual-dev.jsonl", other.labels, pred, other.languages))
     if not args.no_lobo:
         groups = np.asarray(bundled.groups)
+        left_out = [g for g in args.lobo_batches.split(",") if g] or sorted(set(groups))
+        scored = np.flatnonzero(np.isin(groups, left_out))
         pred = np.empty(len(y), dtype=object)
-        for group in sorted(set(groups)):
+        for group in left_out:
             out = np.flatnonzero(groups == group)
             pred[out] = _fit_predict(args, X, texts, y, np.flatnonzero(groups != group), out)
-        results.append(_summary("leave-one-batch-out", list(y), list(pred), list(groups)))
+        name = "leave-one-batch-out" + ("" if len(left_out) == len(set(groups)) else f" ({','.join(left_out)})")
+        results.append(_summary(name, list(y[scored]), list(pred[scored]), list(groups[scored])))
     for result in results:
         _print(result)
     print(f"({time.perf_counter() - started:.0f} s)")

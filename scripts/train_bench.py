@@ -27,7 +27,7 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
 from router_ml.data import load_bundled
-from router_ml.embed import embed_texts, make_embedder
+from router_ml.embed import DEFAULT_MODEL, embed_texts, make_embedder
 from router_ml.metrics import classification_report
 from router_ml.model import EmbeddingClassifier
 from router_ml.training import TrainConfig, train
@@ -69,8 +69,8 @@ def reference_selection(X, y, texts, config: TrainConfig) -> tuple[dict, float, 
 
 
 def embedding_speed(texts: list[str]) -> None:
-    torch_model = make_embedder(backend="torch")
-    onnx = make_embedder(backend="onnx")
+    torch_model = make_embedder(DEFAULT_MODEL, backend="torch")
+    onnx = make_embedder(DEFAULT_MODEL, backend="onnx")
     torch_model.warm_up()
     onnx.warm_up()
     onnx.encode(texts[:32])
@@ -117,23 +117,23 @@ def main() -> None:
     rng = np.random.default_rng(0)
     embedding_speed([data.texts[i] for i in rng.choice(len(data), size=min(args.sample, len(data)), replace=False)])
 
-    onnx = make_embedder(backend="onnx")
+    onnx = make_embedder(DEFAULT_MODEL, backend="onnx")
     started = time.perf_counter()
     X = embed_texts(onnx, data.texts)
     print(f"\nembedded the {len(data)} training prompts on onnx in {time.perf_counter() - started:.1f}s (cache)")
     y = np.asarray(data.labels)
-    result = train(data, TrainConfig(), embedder=onnx)
+    result = train(data, TrainConfig(embedder=DEFAULT_MODEL), embedder=onnx)
     m = result.metrics
     new_seconds = m["stage_seconds"]["select"] + m["stage_seconds"]["fit"]
     print(f"\nmodel selection + final fit on {len(data)} prompts:")
     if not args.skip_reference:
-        config = TrainConfig(**PREVIOUS_GRID)
+        config = TrainConfig(embedder=DEFAULT_MODEL, **PREVIOUS_GRID)
         best, score, seconds = reference_selection(X, y, data.texts, config)
         print(f"  previous procedure, previous grid   {seconds:7.1f}s  1.00×  best {best} cv macro-F1 {score:.4f}")
         ratio = f"{seconds / new_seconds:.2f}×"
     else:
         score, ratio = None, "-"
-    two = train(data, TrainConfig(c_grid=PREVIOUS_DEFAULT_GRID), embedder=onnx).metrics
+    two = train(data, TrainConfig(embedder=DEFAULT_MODEL, c_grid=PREVIOUS_DEFAULT_GRID), embedder=onnx).metrics
     two_seconds = two["stage_seconds"]["select"] + two["stage_seconds"]["fit"]
     print(
         f"  one pass, grid C {PREVIOUS_DEFAULT_GRID} (final fit after the folds)  {two_seconds:7.1f}s  "

@@ -18,7 +18,7 @@ import pytest
 
 from router_ml import artifact
 from router_ml.data import LabelledPrompts, load_bundled
-from router_ml.embed import Embedder, SentenceTransformerEmbedder, make_embedder
+from router_ml.embed import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, make_embedder
 from router_ml.route_table import bundled_routes_path
 from router_ml.training import TrainConfig, train
 
@@ -47,9 +47,18 @@ def torch_embedder() -> SentenceTransformerEmbedder:
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    """The real default model on the backend training uses by default (float ONNX: torch's embeddings, faster),
-    exported once per session into the session's cache, where every later export of the model is copied from."""
-    emb = make_embedder(backend=TrainConfig().backend)
+    """The real all-MiniLM-L6-v2 on float ONNX (torch's embeddings, faster), the small routers' embedder, which
+    the backend tests need; exported once per session into the session's cache, where every later export of the
+    model is copied from."""
+    emb = make_embedder(DEFAULT_MODEL, "onnx")
+    emb.encode("warm up")
+    return emb
+
+
+@pytest.fixture(scope="session")
+def default_embedder() -> Embedder:
+    """The real default embedding model (USE multilingual v3) on its default backend, as training uses it."""
+    emb = make_embedder(TrainConfig().embedder, TrainConfig().backend)
     emb.encode("warm up")
     return emb
 
@@ -109,10 +118,10 @@ def full_data() -> LabelledPrompts:
 
 
 @pytest.fixture(scope="session")
-def full_result(full_data, embedder):
+def full_result(full_data, default_embedder):
     """The router trained on the whole bundled training split with the default config: trained once per session,
     its embeddings left in the session's cache (which the quickstart notebook then reads)."""
-    return train(full_data, TrainConfig(), embedder=embedder)
+    return train(full_data, TrainConfig(), embedder=default_embedder)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from router_ml import artifact
 from router_ml.backend_check import measure_backends
-from router_ml.embed import GRAPH_FILES, head_and_tail, make_embedder
+from router_ml.embed import DEFAULT_MODEL, GRAPH_FILES, USE_MODEL, head_and_tail, make_embedder
 from router_ml.embed.onnx_export import EXPORT_META, export_onnx
 from router_ml.exceptions import ArtifactError, DataError, EmbedderError
 from router_ml.fast_head import LinearHead
@@ -50,7 +50,7 @@ def onnx_artifact(torch_artifact: Path, onnx_export: Path, tmp_path: Path) -> Pa
 
 def test_export_writes_both_graphs_with_hashes_and_is_reused(onnx_export: Path) -> None:
     meta = json.loads((onnx_export / EXPORT_META).read_text())
-    assert meta["source_fingerprint"] == make_embedder().fingerprint
+    assert meta["source_fingerprint"] == make_embedder(DEFAULT_MODEL).fingerprint
     assert meta["pooling"] == "mean" and meta["max_seq_length"] == 256 and meta["dim"] == 384
     for backend, file in GRAPH_FILES.items():
         assert meta["graphs"][backend]["file"] == file and (onnx_export / file).stat().st_size > 1_000_000
@@ -61,15 +61,17 @@ def test_export_writes_both_graphs_with_hashes_and_is_reused(onnx_export: Path) 
 
 def test_onnx_matches_torch_and_int8_is_close(torch_embedder, onnx_export: Path) -> None:
     reference = torch_embedder.encode(TEXTS)
-    onnx = make_embedder(backend="onnx", export_dir=onnx_export).encode(TEXTS)
-    int8 = make_embedder(backend="onnx-int8", export_dir=onnx_export).encode(TEXTS)
+    onnx = make_embedder(DEFAULT_MODEL, backend="onnx", export_dir=onnx_export).encode(TEXTS)
+    int8 = make_embedder(DEFAULT_MODEL, backend="onnx-int8", export_dir=onnx_export).encode(TEXTS)
     assert onnx.shape == int8.shape == reference.shape and onnx.dtype == np.float32
     assert np.allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
     assert np.min(np.sum(onnx * reference, axis=1)) > 0.99999
     cosine = np.sum(int8 * reference, axis=1)
     assert cosine.mean() > 0.98 and cosine.min() > 0.95
     # batching, padding and length sorting do not change a text's embedding
-    one_by_one = np.vstack([make_embedder(backend="onnx", export_dir=onnx_export).encode([t]) for t in TEXTS])
+    one_by_one = np.vstack(
+        [make_embedder(DEFAULT_MODEL, backend="onnx", export_dir=onnx_export).encode([t]) for t in TEXTS]
+    )
     assert np.allclose(one_by_one, onnx, atol=1e-5)
 
 
@@ -88,7 +90,7 @@ def test_onnx_labels_agree_with_torch(torch_artifact: Path, onnx_artifact: Path,
 
 def test_long_prompts_keep_head_and_tail_without_warnings(torch_embedder, onnx_export: Path, caplog) -> None:
     long_text = TEXTS[-1]
-    onnx = make_embedder(backend="onnx", export_dir=onnx_export)
+    onnx = make_embedder(DEFAULT_MODEL, backend="onnx", export_dir=onnx_export)
     fitted = head_and_tail([long_text, "short"], onnx._splitter, onnx.max_seq_length)
     assert fitted[1] == "short"
     head, tail = fitted[0].split(" ... ")
@@ -299,7 +301,7 @@ TOO_LOW = {"macro_f1": 0.9, "reference_macro_f1": 0.92}
 
 def _manifest_for(trained: str, export: bool, int8: dict | None = None) -> dict:
     graphs = {"onnx": {"file": "model.onnx", "sha256": "a" * 64}, "onnx-int8": {"file": "x", "sha256": "b" * 64}}
-    manifest: dict = {"embedder": {"backend": trained}, "backends": {}}
+    manifest: dict = {"embedder": {"backend": trained, "name": DEFAULT_MODEL}, "backends": {}}
     if export:
         manifest["onnx_export"] = {"graphs": graphs}
     if int8 is not None:
@@ -316,6 +318,7 @@ def _manifest_for(trained: str, export: bool, int8: dict | None = None) -> dict:
         (_manifest_for("onnx", export=True, int8={"macro_f1_delta": -0.004}), "onnx-int8"),
         (_manifest_for("onnx", export=True, int8={"macro_f1_delta": -0.02, **TOO_LOW}), "onnx"),
         (_manifest_for("torch", export=False, int8={"macro_f1_delta": 0.0}), "torch"),  # no export: nothing measured
+        ({"embedder": {"backend": "numpy", "name": USE_MODEL}, "backends": {}}, "numpy"),  # its only backend
     ],
 )
 def test_fastest_backend_is_the_fastest_the_artifact_verified(manifest: dict, expected: str) -> None:

@@ -29,7 +29,7 @@ def test_heldout_split_quality(bundled):
 
 
 @pytest.mark.skipif(not DEV_PATH.is_file(), reason=f"{DEV_PATH} not present: real third-party prompts are not shipped")
-def test_real_prompts_quality_and_baselines(bundled, embedder):
+def test_real_prompts_quality_and_baselines(bundled):
     data, result = bundled
     dev = load_file(DEV_PATH)
     report = evaluate(
@@ -40,10 +40,10 @@ def test_real_prompts_quality_and_baselines(bundled, embedder):
 
 
 @pytest.mark.skipif(not DEV_PATH.is_file(), reason=f"{DEV_PATH} not present: real third-party prompts are not shipped")
-def test_router_beats_baselines_under_cross_validation_on_real_prompts(bundled, embedder):
+def test_router_beats_baselines_under_cross_validation_on_real_prompts(bundled):
     _, result = bundled
     dev = load_file(DEV_PATH)
-    X = embed_texts(embedder, dev.texts)
+    X = embed_texts(result.model.embedder, dev.texts)
     scores = cross_validate_methods(dev.texts, dev.labels, X, result.model.head_, folds=5)
     router = scores.pop("router")["macro_f1_mean"]
     assert all(router > s["macro_f1_mean"] for s in scores.values()), (router, scores)

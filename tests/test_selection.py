@@ -14,6 +14,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from router_ml import embed, training
 from router_ml.calibration import calibrated_from_decisions, cross_fitted_proba, proba_from_decisions
+from router_ml.embed import DEFAULT_MODEL
 from router_ml.exceptions import EmbedderError
 from router_ml.model import EmbeddingClassifier, tfidf_features
 from router_ml.selection import NgramCounts, Setting, cross_validate_and_fit, cross_validate_grid, parallel_jobs
@@ -105,7 +106,7 @@ def test_training_falls_back_to_torch_with_one_line(small_data, monkeypatch, cap
 
     monkeypatch.setattr(training, "make_embedder", no_onnx)
     with caplog.at_level(logging.WARNING, logger="router_ml.training"):
-        embedder = training.training_embedder(TrainConfig())
+        embedder = training.training_embedder(TrainConfig(embedder=DEFAULT_MODEL))
     assert embedder.backend == "torch"
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "embedding on torch" in lines[0] and "no exporter here" in lines[0]

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..embed import BACKENDS, ONNX_BACKENDS, PRECISION, Embedder, make_embedder
+from ..embed import BACKENDS, ONNX_BACKENDS, PRECISION, Embedder, check_model_backend, make_embedder, model_backends
 from ..exceptions import ArtifactError, EmbedderError
 from .integrity import EXPORT_FILES, ONNX_DIR, export_entries
 from .manifest import write_manifest
@@ -77,6 +77,7 @@ def backend_embedder(
         ArtifactError: an unrecorded ``onnx/`` that is not exactly an export.
     """
     name, spec = manifest["embedder"]["name"], BACKENDS.get(backend)
+    check_model_backend(name, backend)  # e.g. USE runs only on numpy: refused before any export is tried
     if spec is None or spec.graph_file is None:
         return make_embedder(name, backend), None
     folder = export_dir(path)
@@ -218,4 +219,6 @@ def fastest_backend(manifest: dict[str, Any]) -> tuple[str, str]:
             return other, f"measured by `router-ml backends`: macro-F1 {delta:+.4f} against {trained}"
     if export is not None or trained == "onnx":
         return "onnx", "the float ONNX export: the same embeddings as torch"
+    if model_backends(manifest["embedder"]["name"]) == (trained,):
+        return trained, f"the only backend of {manifest['embedder']['name']}"
     return trained, "the backend it was trained on; `router-ml backends` exports and measures faster ones"

@@ -18,6 +18,7 @@ import numpy as np
 from ..exceptions import ArtifactError
 from ..instruction import VIEWS
 from ..model import CALIBRATIONS, EmbeddingClassifier
+from ..tokens import TOKEN_PATTERNS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "TensorSpec", "check_structure", "check_tensors", "header_size"]
 
@@ -32,7 +33,6 @@ MAX_THRESHOLDS = 10_000_000
 MAX_HEADER_BYTES = 16 << 20
 FLOATS = ("float32", "float64")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 _KEYS = {"format", "format_version", "estimator", "params", "classes", "n_features_in", "vectorizers"}
 _KEYS |= {"logistic", "calibration"}
 
@@ -84,7 +84,7 @@ _TFIDF_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "stop_words": _choice(None, "english"),
     "strip_accents": _choice(None, "ascii", "unicode"),
     "sublinear_tf": _BOOL,
-    "token_pattern": _choice(_TOKEN_PATTERN),
+    "token_pattern": _choice(*TOKEN_PATTERNS),
     "tokenizer": _choice(None),
     "use_idf": ((lambda v: v is True), "true (the IDF weights are saved)"),
     "vocabulary": _choice(None),

@@ -65,7 +65,10 @@ def _c_grid(ctx: click.Context, param: click.Parameter, value: str | None) -> tu
 @click.option("--out", "-o", required=True, type=DIR, help="Artifact directory to write.")
 @routes_option("Route table TOML to save with the router (default: bundled data/routes.toml).")
 @click.option(
-    "--embedder", default=None, help="sentence-transformers model name or path (default: bundled all-MiniLM-L6-v2)."
+    "--embedder",
+    default=None,
+    help="Embedding model: use-multilingual-v3 (default; bundled, every language), all-MiniLM-L6-v2 (bundled, "
+    "English), or a sentence-transformers model name or path.",
 )
 @click.option(
     "--threshold",
@@ -110,7 +113,7 @@ def train(
     training split (the held-out split is kept for `router-ml eval`).
     """
     from .. import artifact
-    from ..embed import DEFAULT_MODEL
+    from ..embed import DEFAULT_EMBEDDER
     from ..route_table import bundled_routes_path, load_routes
     from ..training import TrainConfig
     from ..training import train as fit
@@ -119,7 +122,7 @@ def train(
     routes_file = routes or bundled_routes_path()
     load_routes(routes_file).check_labels(data.classes)
     config = TrainConfig(
-        embedder=embedder or DEFAULT_MODEL,
+        embedder=embedder or DEFAULT_EMBEDDER,
         threshold=threshold,
         target_precision=target_precision,
         calibration=calibration,
@@ -309,12 +312,15 @@ def migrate(artifact_dir: Path, trust_pickle: bool, out: Path | None) -> None:
 
 @cli.command()
 @click.option("--out", "-o", type=DIR, default=Path("artifacts/router"), show_default=True, help="Artifact directory.")
-@click.option("--dev", type=EXISTING_FILE, default=None, help="Extra labelled file to evaluate on (default: none).")
+@click.option(
+    "--dev", "devs", type=EXISTING_FILE, multiple=True, help="Extra labelled file to evaluate on (repeatable)."
+)
 @click.pass_context
-def demo(ctx: click.Context, out: Path, dev: Path | None) -> None:
-    """The main job: train on the bundled data, evaluate (held-out split, and DEV if given), measure the int8
-    backend (on DEV if given, else the held-out split), route examples on the fastest verified backend, and
-    dispatch the three-specialist example to a loopback stub LLM server. Ends with the time each stage took."""
+def demo(ctx: click.Context, out: Path, devs: tuple[Path, ...]) -> None:
+    """The main job: train on the bundled data, evaluate (held-out split, and each DEV file given), measure the
+    other embedder backends the model runs on (on the first DEV if given, else the held-out split), route examples
+    on the fastest verified backend, and dispatch the three-specialist example to a loopback stub LLM server. Ends
+    with the time each stage took."""
     from ..testing.demo import run_dispatch_demo
 
     stages: dict[str, float] = {}
@@ -330,15 +336,16 @@ def demo(ctx: click.Context, out: Path, dev: Path | None) -> None:
     timed("train", train, out=out, overwrite=True)
     click.echo("")
     timed("evaluate: held-out split", eval_command, model_dir=out)
-    if dev is not None:
+    for dev in devs:
         click.echo("")
         timed(
             f"evaluate: {dev.name}, with 5-fold grouped CV",
-            eval_command, model_dir=out, data_files=(dev,), report_dir=out / "eval-dev", cv_folds=5, group_depth=1,
+            eval_command, model_dir=out, data_files=(dev,), report_dir=out / f"eval-{dev.stem}", cv_folds=5,
+            group_depth=1,
         )  # fmt: skip
     # on the real prompts of DEV when given (the manifest keeps one measurement per backend), else the held-out split
     click.echo("\nfaster embedder backends, measured against the training backend on the same data:")
-    timed("measure backends", backends, model_dir=out, data_files=(dev,) if dev is not None else ())
+    timed("measure backends", backends, model_dir=out, data_files=devs[:1])
     click.echo("\nexample routing decisions:")
     timed("route examples", route, prompts=EXAMPLE_PROMPTS, model_dir=out)
     click.echo("\nthe three-specialist example (examples/seed_agents.toml), dispatched to a loopback stub LLM server:")

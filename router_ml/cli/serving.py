@@ -121,10 +121,14 @@ def backends(model_dir: Path, data_files: tuple[Path, ...], backends: tuple[str,
     """
     from ..artifact import read_manifest, resolve
     from ..backend_check import measure_backends
-    from ..embed import ONNX_BACKENDS
+    from ..embed import ONNX_BACKENDS, model_backends
 
-    trained = read_manifest(resolve(model_dir))["embedder"].get("backend", "torch")
-    backends = backends or tuple(b for b in ONNX_BACKENDS if b != trained)
+    embedder = read_manifest(resolve(model_dir))["embedder"]
+    trained, others = embedder.get("backend", "torch"), set(model_backends(embedder["name"]))
+    backends = backends or tuple(b for b in ONNX_BACKENDS if b != trained and b in others)
+    if not backends:
+        click.echo(f"nothing to measure: {embedder['name']} runs only on backend {trained!r}")
+        return
     data, name = labelled_data(data_files, "heldout")
     click.echo(f"measuring embedder backends on {len(data)} prompts ({name}) against {trained}")
     for report in measure_backends(model_dir, data, backends, dataset=name):

@@ -2,8 +2,11 @@
 
 Each :class:`BackendSpec` says which :class:`~router_ml.embed.base.Embedder` class runs the backend (imported
 only when it is built, so listing backends loads neither torch nor onnxruntime), its numeric precision (backends
-of one precision give the same embeddings, so an artifact moves freely between them) and, for ONNX backends, the
-graph file of the export.
+of one precision give the same embeddings of a model, so an artifact moves freely between them) and, for ONNX
+backends, the graph file of the export.
+
+Two families of models run here: sentence-transformers models (``torch``, ``onnx``, ``onnx-int8``) and USE
+multilingual v3, which runs only on its own ``numpy`` backend (:data:`MODEL_BACKENDS`).
 """
 
 from __future__ import annotations
@@ -14,9 +17,22 @@ from typing import Any, Literal
 
 from ..exceptions import EmbedderError
 from .base import Embedder
-from .sentence_transformer import DEFAULT_MODEL
+from .use_multilingual import USE_MODEL
 
-__all__ = ["BACKENDS", "EMBEDDERS", "GRAPH_FILES", "ONNX_BACKENDS", "PRECISION", "BackendSpec", "make_embedder"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_EMBEDDER",
+    "EMBEDDERS",
+    "GRAPH_FILES",
+    "MODEL_BACKENDS",
+    "ONNX_BACKENDS",
+    "PRECISION",
+    "BackendSpec",
+    "check_model_backend",
+    "default_backend",
+    "make_embedder",
+    "model_backends",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,7 @@ BACKENDS: dict[str, BackendSpec] = {
         BackendSpec("torch", "float32", "sentence_transformer:SentenceTransformerEmbedder"),
         BackendSpec("onnx", "float32", "onnx_runtime:OnnxEmbedder", "model.onnx"),
         BackendSpec("onnx-int8", "int8", "onnx_runtime:Int8OnnxEmbedder", "model.int8.onnx"),
+        BackendSpec("numpy", "float32", "use_multilingual:UseEmbedder"),
     )
 }
 EMBEDDERS = tuple(BACKENDS)
@@ -60,9 +77,49 @@ PRECISION = {name: spec.precision for name, spec in BACKENDS.items()}
 ~1e-7), so an artifact moves freely between them; :mod:`router_ml.artifact` refuses another family unmeasured."""
 
 
-def make_embedder(name: str = DEFAULT_MODEL, backend: str = "torch", **kwargs: Any) -> Embedder:
-    """Build an embedder by backend name (one of ``EMBEDDERS``)."""
-    spec = BACKENDS.get(backend)
-    if spec is None:
+DEFAULT_EMBEDDER = USE_MODEL
+"""The model a router is trained on unless told otherwise: USE multilingual v3, chosen by measurement over
+all-MiniLM-L6-v2 (:data:`~router_ml.embed.sentence_transformer.DEFAULT_MODEL`) and the other candidates in
+``docs/performance.md``: it routes non-English prompts far better, at a third of the latency."""
+MODEL_BACKENDS: dict[str, tuple[str, ...]] = {USE_MODEL: ("numpy",)}
+"""Models that run only on some backends, those first that is their default. Any other model is a
+sentence-transformers model, which runs on every other backend (default ``onnx``)."""
+_SENTENCE_TRANSFORMER_BACKENDS = ("onnx", "torch", "onnx-int8")
+
+
+def model_backends(name: str) -> tuple[str, ...]:
+    """The backends model ``name`` runs on, its default first.
+
+    Example:
+        >>> model_backends("use-multilingual-v3")
+        ('numpy',)
+    """
+    return MODEL_BACKENDS.get(name, _SENTENCE_TRANSFORMER_BACKENDS)
+
+
+def default_backend(name: str) -> str:
+    """The backend model ``name`` is trained and run on unless told otherwise.
+
+    Example:
+        >>> default_backend("use-multilingual-v3"), default_backend("all-MiniLM-L6-v2")
+        ('numpy', 'onnx')
+    """
+    return model_backends(name)[0]
+
+
+def check_model_backend(name: str, backend: str) -> None:
+    """Raise :class:`EmbedderError` unless model ``name`` runs on ``backend``."""
+    if backend not in BACKENDS:
         raise EmbedderError(f"unknown embedder backend {backend!r}; choose one of {list(EMBEDDERS)}")
-    return spec.embedder_class()(name, **kwargs)
+    runs_on = model_backends(name)
+    if backend not in runs_on:
+        raise EmbedderError(
+            f"the embedding model {name!r} does not run on backend {backend!r}; it runs on {list(runs_on)}"
+        )
+
+
+def make_embedder(name: str = DEFAULT_EMBEDDER, backend: str | None = None, **kwargs: Any) -> Embedder:
+    """Build an embedder of model ``name`` on a backend (one of ``EMBEDDERS``; default: the model's own)."""
+    backend = backend or default_backend(name)
+    check_model_backend(name, backend)
+    return BACKENDS[backend].embedder_class()(name, **kwargs)

@@ -67,11 +67,15 @@ def default_embedder() -> Embedder:
 def small_data() -> LabelledPrompts:
     """PER_LABEL prompts of each label from the bundled training split, evenly spaced over it, so they come from
     every batch file (real, varied text), not only from the files that sort first."""
-    data = load_bundled("train")
+    return evenly_per_label(load_bundled("train"), PER_LABEL)
+
+
+def evenly_per_label(data: LabelledPrompts, per_label: int) -> LabelledPrompts:
+    """``per_label`` prompts of each label, evenly spaced over ``data`` (so from every batch file)."""
     keep = []
     for label in sorted(set(data.labels)):
         rows = [i for i, y in enumerate(data.labels) if y == label]
-        keep += rows[:: len(rows) // PER_LABEL][:PER_LABEL]
+        keep += rows[:: len(rows) // per_label][:per_label]
     return data.subset(sorted(keep))
 
 

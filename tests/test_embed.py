@@ -57,7 +57,7 @@ def test_tampered_bundled_weights_are_refused(tmp_path, monkeypatch):
         handle.seek(-4, 2)
         handle.write(b"\x00\x01\x02\x03")
     monkeypatch.setattr(sentence_transformer, "bundled_model_path", lambda: copy)
-    with pytest.raises(EmbedderError, match="expected the published 53aa5117"):
+    with pytest.raises(EmbedderError, match=r"expected 53aa5117.*not the published all-MiniLM-L6-v2"):
         _ = SentenceTransformerEmbedder().model
 
 

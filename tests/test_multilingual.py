@@ -26,7 +26,7 @@ from router_ml.router import Router
 from router_ml.tokens import DEFAULT_TOKEN_PATTERN, TOKEN_PATTERN
 from router_ml.training import TrainConfig, train, training_embedder
 
-from .conftest import _saved
+from .conftest import _saved, evenly_per_label
 
 PER_LABEL = 60
 PROMPTS = [
@@ -47,12 +47,7 @@ PROMPTS = [
 @pytest.fixture(scope="module")
 def use_data():
     """PER_LABEL prompts a label from the bundled training split, evenly spaced, so every language batch is in."""
-    data = load_bundled("train")
-    keep = []
-    for label in sorted(set(data.labels)):
-        rows = [i for i, y in enumerate(data.labels) if y == label]
-        keep += rows[:: len(rows) // PER_LABEL][:PER_LABEL]
-    return data.subset(sorted(keep))
+    return evenly_per_label(load_bundled("train"), PER_LABEL)
 
 
 @pytest.fixture(scope="module")

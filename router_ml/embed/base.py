@@ -16,7 +16,7 @@ import numpy as np
 
 from ..exceptions import EmbedderError
 
-__all__ = ["PREPROCESSING", "Embedder", "file_sha256", "head_and_tail"]
+__all__ = ["PREPROCESSING", "Embedder", "check_sha256", "file_sha256", "head_and_tail"]
 
 HEAD_TAIL_SEPARATOR_TOKENS = 3
 PREPROCESSING = "head-tail-v3"
@@ -32,6 +32,15 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_sha256(path: Path, expected: str, *, fix: str, what: str = "the file is corrupt or another release") -> None:
+    """Raise :class:`EmbedderError` unless ``path`` exists with SHA-256 ``expected``; ``fix`` says how to repair."""
+    if not path.is_file():
+        raise EmbedderError(f"{path} is missing; {fix}")
+    found = file_sha256(path)
+    if found != expected:
+        raise EmbedderError(f"{path} has SHA-256 {found}, expected {expected}: {what}; {fix}")
 
 
 class Embedder(ABC):

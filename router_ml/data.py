@@ -6,7 +6,6 @@ duplicates (same text, same label), which are kept and reported in :attr:`Labell
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .exceptions import DataError
+from .rows import read_rows
 
 __all__ = [
     "HELDOUT_PERCENT",
@@ -258,54 +258,14 @@ class _Columns:
 
 
 def _read_rows(path: Path, columns: _Columns) -> Iterable[Row]:
-    suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".csv"):
-        raise DataError(f"{path}: unsupported file type {suffix!r}; expected .jsonl (one JSON object a line) or .csv")
-    try:
-        handle = path.open(encoding="utf-8", newline="")
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        try:
-            if suffix == ".jsonl":
-                yield from _read_jsonl(handle, path, columns)
-            else:
-                yield from _read_csv(handle, path, columns)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
+    def check(names: list[str], origin: str) -> None:
+        _check_columns(names, columns.text, columns.label, origin)
 
-
-def _read_jsonl(handle: Any, path: Path, columns: _Columns) -> Iterable[Row]:
-    for number, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        origin = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{origin}: invalid JSON ({exc.msg} at column {exc.colno}); expected one object a line"
-            ) from None
-        if not isinstance(row, dict):
-            raise DataError(
-                f'{origin}: expected a JSON object like {{"text": ..., "label": ...}}, found {type(row).__name__}'
-            )
-        _check_columns(list(row), columns.text, columns.label, origin)
-        yield columns.row(row, row[columns.label], origin)
-
-
-def _read_csv(handle: Any, path: Path, columns: _Columns) -> Iterable[Row]:
-    reader = csv.DictReader(handle)
-    if reader.fieldnames is None:
-        raise DataError(
-            f"{path}: the CSV file is empty; expected a header row with {columns.text!r} and {columns.label!r}"
-        )
-    _check_columns(list(reader.fieldnames), columns.text, columns.label, f"{path}:1")
-    for row in reader:
-        origin = f"{path}:{reader.line_num}"
-        if None in row:
-            raise DataError(f"{origin}: more fields than the header has columns; quote fields that contain commas")
-        yield columns.row(row, row[columns.label] or None, origin)
+    is_csv = path.suffix.lower() == ".csv"
+    for row, origin in read_rows(path, (columns.text, columns.label), check_header=check):
+        if not is_csv:  # a CSV file's header is checked once, before its first row
+            check(list(row), origin)
+        yield columns.row(row, (row[columns.label] or None) if is_csv else row[columns.label], origin)
 
 
 def _optional(row: dict[str, Any], column: str | None, origin: str) -> str | None:

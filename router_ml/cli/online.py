@@ -178,19 +178,37 @@ def show(request_id: str, db: str | None) -> None:
 @click.argument("out", type=FILE)
 @db_option()
 @click.option(
+    "--kind",
+    type=click.Choice(["labels", "outcomes"]),
+    default="labels",
+    show_default=True,
+    help="labels: (text, label) rows for `router-ml train`; outcomes: (text, model, score) rows, one per scored "
+    "answer, naming the model that answered.",
+)
+@click.option(
     "--include",
     type=click.Choice(["corrected", "confirmed"]),
     multiple=True,
     default=("corrected", "confirmed"),
     show_default=True,
-    help="Which feedback counts: corrected labels, and/or scores that confirm the routed label.",
+    help="Which feedback counts (--kind labels): corrected labels, and/or scores that confirm the routed label.",
 )
 @click.option(
-    "--min-score", type=float, default=0.5, show_default=True, help="Lowest score that confirms a routed label."
+    "--min-score",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Lowest score that confirms a routed label (--kind labels).",
 )
 @_hours_option()
-def export(out: Path, db: str | None, include: tuple[str, ...], min_score: float, hours: float | None) -> None:
-    """Write feedback-labelled prompts to OUT as JSONL (text, label): the format `router-ml train` reads."""
+def export(
+    out: Path, db: str | None, kind: str, include: tuple[str, ...], min_score: float, hours: float | None
+) -> None:
+    """Write feedback from the log to OUT as JSONL: labelled prompts (the format `router-ml train` reads), or
+    per-model outcomes (text, model, score, cost, source)."""
+    if kind == "outcomes":
+        _export_outcomes(out, db, hours)
+        return
     with _store(db) as store:
         counts = store.export(out, include=include, min_score=min_score, since=_since(hours))
     click.echo(
@@ -204,6 +222,27 @@ def export(out: Path, db: str | None, include: tuple[str, ...], min_score: float
         )
     if counts["unlabelled"]:
         click.echo(f"{counts['unlabelled']} requests with feedback gave no label under these options")
+
+
+def _export_outcomes(out: Path, db: str | None, hours: float | None) -> None:
+    """``outcomes export --kind outcomes``: one row per scored answer; --include/--min-score do not apply."""
+    context = click.get_current_context()
+    for name in ("include", "min_score"):
+        if context.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
+            option = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{option} applies to --kind labels only; leave it out with --kind outcomes")
+    from ..online.outcome_export import export_outcomes
+
+    with _store(db) as store:
+        counts = export_outcomes(store, out, since=_since(hours))
+    click.echo(f"wrote {counts['written']} scored answers to {out} (text, the model that answered, score)")
+    if counts["no_text"]:
+        click.echo(
+            f"{counts['no_text']} scored requests could not be exported: "
+            "their prompt text was not stored (prompt storage hash/none)"
+        )
+    if counts["not_answered"]:
+        click.echo(f"{counts['not_answered']} scored requests were left out: no model answered them in full")
 
 
 @cli.command()

@@ -1,0 +1,89 @@
+"""Read the rows of a JSONL or CSV file, each with its ``file:line``: the file-level checks every loader shares.
+
+:mod:`router_ml.data` (labelled prompts) and :mod:`router_ml.success.data` (per-model outcomes) validate the
+values; this module only turns a file into ``(row, origin)`` pairs, or a :class:`DataError` naming the file and
+line when the file itself is unreadable: a wrong extension, not UTF-8, a line that is not a JSON object, a CSV
+file without a header, a CSV row with more fields than the header.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .exceptions import DataError
+
+__all__ = ["SUFFIXES", "read_rows"]
+
+SUFFIXES = (".jsonl", ".csv")
+"""The file types :func:`read_rows` reads, by extension."""
+
+HeaderCheck = Callable[[list[str], str], None]
+"""Called with a CSV file's column names and ``file:1``; raises a :class:`DataError` when columns are missing."""
+
+
+def read_rows(
+    path: Path, columns: Sequence[str], *, check_header: HeaderCheck | None = None
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each row of a JSONL (one object a line) or CSV (header row) file, with its ``file:line``.
+
+    Args:
+        path (Path): a ``.jsonl`` or ``.csv`` file.
+        columns (Sequence[str]): the columns a row needs, named in the messages about a malformed file.
+        check_header (HeaderCheck | None): checks a CSV file's header before its first row is read.
+
+    Returns:
+        Iterator[tuple[dict, str]]: the row (JSON values; CSV cells are strings, ``""`` when empty) and its origin.
+        Blank JSONL lines are skipped.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(f"{path}: unsupported file type {suffix!r}; expected .jsonl (one JSON object a line) or .csv")
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        try:
+            if suffix == ".jsonl":
+                yield from _jsonl(handle, path, columns)
+            else:
+                yield from _csv(handle, path, columns, check_header)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
+
+
+def _jsonl(handle: Any, path: Path, columns: Sequence[str]) -> Iterator[tuple[dict[str, Any], str]]:
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        origin = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{origin}: invalid JSON ({exc.msg} at column {exc.colno}); expected one object a line"
+            ) from None
+        if not isinstance(row, dict):
+            example = ", ".join(f'"{c}": ...' for c in columns)
+            raise DataError(f"{origin}: expected a JSON object like {{{example}}}, found {type(row).__name__}")
+        yield row, origin
+
+
+def _csv(
+    handle: Any, path: Path, columns: Sequence[str], check_header: HeaderCheck | None
+) -> Iterator[tuple[dict[str, Any], str]]:
+    reader = csv.DictReader(handle)
+    if not reader.fieldnames:  # no line at all, or only blank ones
+        names = " and ".join(", ".join(repr(c) for c in columns).rsplit(", ", 1))
+        raise DataError(f"{path}: the CSV file is empty; expected a header row with {names}")
+    if check_header is not None:
+        check_header(list(reader.fieldnames), f"{path}:1")
+    for row in reader:
+        origin = f"{path}:{reader.line_num}"
+        if None in row:
+            raise DataError(f"{origin}: more fields than the header has columns; quote fields that contain commas")
+        yield row, origin

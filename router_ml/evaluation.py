@@ -9,7 +9,6 @@ route's model; the oracle prices it at its true route's model.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from .metrics import (
     per_group_scores,
 )
 from .model import EmbeddingClassifier, RouterModel
-from .route_table import RouteTable
+from .route_table import RouteTable, estimate_tokens
 from .selection import parallel_jobs
 
 __all__ = [
@@ -42,18 +41,13 @@ __all__ = [
     "compare_baselines",
     "cross_validate_methods",
     "estimate_cost",
-    "estimate_tokens",
+    "estimate_tokens",  # re-exported from route_table
     "evaluate",
 ]
 
 
 SOURCES_SHOWN = 15
 """Sources :meth:`EvalReport.format` lists (the worst ones); report.json has them all."""
-
-
-def estimate_tokens(text: str) -> int:
-    """Rough token count of a prompt: one token per four characters."""
-    return max(1, math.ceil(len(text) / 4))
 
 
 def estimate_cost(

@@ -25,11 +25,21 @@ fallback and with the caller's own, and what is accepted::
     instructions = "You are an expert engineer."
     params = { temperature = 0.2, max_tokens = 2048 }
 
+A route, or the whole table (top-level keys), may instead pick its model by predicted success and price
+(:mod:`router_ml.success.policy`; the artifact needs success heads, from ``router-ml train-outcomes``)::
+
+    [routes.reasoning]
+    model = "openai/gpt-5"                # what a category-only router would send
+    strategy = "quality"
+    candidates = ["openai/gpt-5", "openai/gpt-5-mini"]
+    tolerance = 0.02                      # or lambda, max_premium_share, min_quality_share
+
 It is validated once, on load, into frozen dataclasses.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -38,15 +48,23 @@ from typing import Any
 
 from .exceptions import ConfigError
 from .route_table_options import check_instructions, check_params
+from .success.policy import RULES, QualityStrategy
 
-__all__ = ["ModelSpec", "Route", "RouteTable", "bundled_routes_path", "load_routes"]
+__all__ = ["ModelSpec", "Route", "RouteTable", "bundled_routes_path", "estimate_tokens", "load_routes"]
 
+_STRATEGY_KEYS = {"strategy", "candidates", *RULES}
 _ROUTE_KEYS = {
     "model", "fallbacks", "input_price", "output_price", "output_tokens", "max_input_tokens", "instructions", "params",
+    *_STRATEGY_KEYS,
 }  # fmt: skip
 _MODEL_KEYS = {
     "input_price", "output_price", "max_input_tokens", "api_base", "api_key_env", "timeout", "instructions", "params",
 }  # fmt: skip
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count of a prompt: one token per four characters."""
+    return max(1, math.ceil(len(text) / 4))
 
 
 def bundled_routes_path() -> Path:
@@ -117,14 +135,14 @@ class Route:
     max_input_tokens: int | None = None
     instructions: str | None = None
     params: dict[str, Any] = field(default_factory=dict, hash=False)
+    quality: QualityStrategy | None = None
+    category: bool = False  # strategy = "category" set on the route: the table's quality strategy does not apply
 
     def __post_init__(self) -> None:
         check_instructions(self.instructions, f"[routes.{self.label}]")
         object.__setattr__(self, "params", check_params(self.params, f"[routes.{self.label}]"))
-        if not isinstance(self.model, str) or "/" not in self.model:
-            raise ConfigError(
-                f"route {self.label!r}: model must be a litellm model string like 'openai/gpt-5', got {self.model!r}"
-            )
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError(f"route {self.label!r}: model must be a litellm model string like 'openai/gpt-5'")
         bad = [f for f in self.fallbacks if not isinstance(f, str) or not f]
         if bad:
             raise ConfigError(f"route {self.label!r}: fallbacks must be non-empty model strings, got {bad!r}")
@@ -153,10 +171,17 @@ class RouteTable:
     default_route: str
     models: dict[str, ModelSpec] = field(default_factory=dict)
     source: str = "<memory>"
+    quality: QualityStrategy | None = None
 
     def __post_init__(self) -> None:
         if not self.routes:
             raise ConfigError(f"{self.source}: the route table defines no routes; add a [routes.<label>] table")
+        for route in self.routes.values():  # a bare name is accepted when [models] declares it
+            if "/" not in route.model and route.model not in self.models:
+                raise ConfigError(
+                    f"{self.source}: route {route.label!r}: model must be a litellm model string like 'openai/gpt-5' "
+                    f'(or a name listed under [models."<name>"]), got {route.model!r}'
+                )
         if self.default_route not in self.routes:
             raise ConfigError(
                 f"{self.source}: default_route {self.default_route!r} is not one of the routes "
@@ -188,10 +213,11 @@ class RouteTable:
 
     def price_of(self, model: str) -> ModelSpec | None:
         """Price, context window and endpoint of a model: its ``[models]`` entry, with a route's own prices
-        taking precedence for that route's primary model; ``None`` for a model the table does not know."""
+        taking precedence for that route's primary model (when the route sets a price, or the model has no
+        entry); ``None`` for a model the table does not know."""
         spec = self.models.get(model)
         for route in self.routes.values():
-            if route.model == model:
+            if route.model == model and (route.input_price or route.output_price or spec is None):
                 base = spec or ModelSpec()
                 return ModelSpec(
                     route.input_price,
@@ -222,10 +248,18 @@ class RouteTable:
         spec = self.models.get(model)
         return {**(route.params if route is not None else {}), **(spec.params if spec is not None else {})}
 
+    def strategy_for(self, label: str) -> QualityStrategy | None:
+        """The quality strategy of route ``label`` (its own, else the table's unless the route says
+        ``strategy = "category"``), or ``None`` for the category strategy."""
+        route = self[label]
+        return route.quality or (None if route.category else self.quality)
+
     @property
     def all_models(self) -> list[str]:
         """Every model the table names (primary, fallback or listed), in first-seen order."""
         names = [m for route in self.routes.values() for m in route.chain] + list(self.models)
+        strategies = [self.quality, *(route.quality for route in self.routes.values())]
+        names += [m for strategy in strategies if strategy is not None for m in strategy.candidates]
         return list(dict.fromkeys(names))
 
     def premium_route(self) -> Route:
@@ -238,12 +272,16 @@ class RouteTable:
         for label, route in self.routes.items():
             data = asdict(route)
             data.pop("label")
+            data.pop("quality")
             data["fallbacks"] = list(route.fallbacks)
+            data["strategy"] = "category" if data.pop("category") else None
             routes[label] = {k: v for k, v in data.items() if v is not None and v != {}}
+            routes[label] |= route.quality.to_dict() if route.quality is not None else {}
         models = {
             name: {k: v for k, v in asdict(p).items() if v is not None and v != {}} for name, p in self.models.items()
         }
-        return {"default_route": self.default_route, "routes": routes, "models": models}
+        top = self.quality.to_dict() if self.quality is not None else {}
+        return {"default_route": self.default_route, **top, "routes": routes, "models": models}
 
     def save(self, path: str | Path) -> Path:
         """Write the table as a TOML file (readable by :func:`load_routes`); returns the path."""
@@ -258,10 +296,11 @@ class RouteTable:
         """Build and validate a route table from the TOML file's layout."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a table at the top level, found {type(data).__name__}")
-        unknown = set(data) - {"default_route", "routes", "models"}
+        unknown = set(data) - {"default_route", "routes", "models", *_STRATEGY_KEYS}
         if unknown:
             raise ConfigError(
-                f"{source}: unknown top-level keys {sorted(unknown)}; expected default_route, [routes.*], [models.*]"
+                f"{source}: unknown top-level keys {sorted(unknown)}; expected default_route, [routes.*], [models.*] "
+                f"and a table-wide strategy ({sorted(_STRATEGY_KEYS)})"
             )
         raw_routes = data.get("routes")
         if not isinstance(raw_routes, dict) or not raw_routes:
@@ -269,7 +308,8 @@ class RouteTable:
         routes = {label: _route_from_dict(label, spec, source) for label, spec in raw_routes.items()}
         models = {name: _price_from_dict(name, spec, source) for name, spec in (data.get("models") or {}).items()}
         default = data.get("default_route", sorted(routes)[0])
-        return cls(routes=routes, default_route=default, models=models, source=source)
+        quality = QualityStrategy.from_dict({k: v for k, v in data.items() if k in _STRATEGY_KEYS}, source)
+        return cls(routes=routes, default_route=default, models=models, source=source, quality=quality)
 
 
 def _route_from_dict(label: str, spec: Any, source: str) -> Route:
@@ -287,7 +327,10 @@ def _route_from_dict(label: str, spec: Any, source: str) -> Route:
     if not isinstance(fallbacks, list):
         raise ConfigError(f"{source}: [routes.{label}] fallbacks must be a list of model strings")
     try:
-        return Route(label=label, **{**spec, "fallbacks": tuple(fallbacks)})
+        quality = QualityStrategy.from_dict(spec, f"[routes.{label}]")
+        fields = {k: v for k, v in spec.items() if k not in _STRATEGY_KEYS}
+        explicit = spec.get("strategy") == "category"
+        return Route(label=label, **{**fields, "fallbacks": tuple(fallbacks)}, quality=quality, category=explicit)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

@@ -28,9 +28,10 @@ from cachetools import LRUCache
 from .artifact import Artifact
 from .artifact import load as load_artifact
 from .embed import Embedder
-from .exceptions import DataError
+from .exceptions import ConfigError, DataError, NotFittedError
 from .fast_head import LinearHead
-from .route_table import RouteTable, load_routes
+from .route_table import RouteTable, estimate_tokens, load_routes
+from .success.routing import compile_quality_routes
 
 if TYPE_CHECKING:
     from .explain import Neighbour, RouteScore
@@ -65,6 +66,11 @@ class Decision:
         abstained (bool): confidence was below the threshold, so the default route was taken.
         latency_ms (float): time to decide, in milliseconds.
         cached (bool): the probabilities came from the decision cache.
+        fallbacks (tuple[str, ...]): the models tried after ``model`` fails, in order.
+        strategy (str): ``"category"`` (the route's model) or ``"quality"`` (picked by predicted success and price).
+        success (dict[str, float] | None): with ``"quality"``, each candidate's predicted P(success).
+        expected_cost (float | None): the estimated USD cost of the call to ``model`` (prompt length and the
+            route's ``output_tokens`` at its prices).
     """
 
     label: str
@@ -75,6 +81,15 @@ class Decision:
     abstained: bool
     latency_ms: float
     cached: bool = False
+    fallbacks: tuple[str, ...] = ()
+    strategy: str = "category"
+    success: dict[str, float] | None = None
+    expected_cost: float | None = None
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """The model, then its fallbacks, in the order a dispatcher tries them."""
+        return (self.model, *self.fallbacks)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -174,12 +189,19 @@ class Router:
     ) -> None:
         self.artifact = artifact
         self.routes = routes or load_routes(artifact.routes_path)
-        self.labels = [str(c) for c in artifact.model.classes_]
+        self.labels = [str(c) for c in artifact.model.classes_] if artifact.has_category_head else []
         self.routes.check_labels(self.labels)
         self.threshold = artifact.threshold if threshold is None else float(threshold)
         self.default_route = default_route or self.routes.default_route
         self.routes[self.default_route]  # raises a ConfigError naming the routes if unknown
-        self._head = LinearHead.compile(artifact.model.head_)
+        self._quality = compile_quality_routes(self.routes, artifact.success)
+        if not self.labels and self.default_route not in self._quality:
+            raise ConfigError(
+                f"{artifact.path} has success heads but no category head, so every prompt takes the default route "
+                f'{self.default_route!r}: give it (or the table) strategy = "quality"'
+            )
+        self._success = artifact.success.heads if artifact.success is not None else None
+        self._head = LinearHead.compile(artifact.model.head_) if artifact.has_category_head else None
         self._cache: LRUCache[bytes, np.ndarray] | None = LRUCache(cache_size) if cache_size > 0 else None
         self._cache_lock = threading.Lock()
         self._hits = self._misses = 0
@@ -229,21 +251,48 @@ class Router:
             if self._cache is not None:
                 self._cache.clear()
 
-    def _decide(self, proba: np.ndarray, started: float, cached: bool) -> Decision:
-        top = int(np.argmax(proba))
-        predicted, confidence = self.labels[top], float(proba[top])
+    def _decide(self, row: np.ndarray, text: str, started: float, cached: bool) -> Decision:
+        proba, success = row[: len(self.labels)], row[len(self.labels) :]
+        top = int(np.argmax(proba)) if len(proba) else -1
+        predicted, confidence = (self.labels[top], float(proba[top])) if top >= 0 else (self.default_route, 1.0)
         abstained = confidence < self.threshold
         label = self.default_route if abstained else predicted
+        route, quality = self.routes[label], self._quality.get(label)
+        if quality is not None:
+            pick = quality.pick(success, text)
+            model, fallbacks, picked, cost = pick.model, pick.fallbacks, pick.success, pick.expected_cost
+        else:
+            model, fallbacks, picked = route.model, route.fallbacks, None
+            cost = route.price.cost(estimate_tokens(text), route.output_tokens)
         return Decision(
             label=label,
-            model=self.routes[label].model,
+            model=model,
             confidence=confidence,
             probabilities={c: float(p) for c, p in zip(self.labels, proba, strict=True)},
             predicted=predicted,
             abstained=abstained,
             latency_ms=(time.perf_counter() - started) * 1000,
             cached=cached,
+            fallbacks=fallbacks,
+            strategy="category" if quality is None else "quality",
+            success=picked,
+            expected_cost=cost,
         )
+
+    def predict_success(self, texts: str | Sequence[str]) -> dict[str, np.ndarray]:
+        """``{model: P(success)}`` of each prompt, from the artifact's success heads, in the order of ``texts``.
+
+        Raises:
+            NotFittedError: the artifact has no success heads (train them with ``router-ml train-outcomes``).
+        """
+        if self._success is None:
+            raise NotFittedError(
+                f"{self.artifact.path} has no success heads; train them with `router-ml train-outcomes`"
+            )
+        batch = [texts] if isinstance(texts, str) else list(texts)
+        if not batch:
+            return {str(m): np.zeros(0) for m in self._success.models_}
+        return self._success.predict_success(self.artifact.model.embedder.encode(batch))  # type: ignore[union-attr]
 
     def route(self, prompt: Prompt) -> Decision:
         """Decide the route of one prompt (a string or an OpenAI-style messages list)."""
@@ -264,7 +313,10 @@ class Router:
         check_counts(k, top_terms)
         text, context = routing_texts(prompt)
         decision = self.route(prompt)
-        near, scores, notes = explain_text(self.artifact, text, k=k, top_terms=top_terms)
+        if self.labels:
+            near, scores, notes = explain_text(self.artifact, text, k=k, top_terms=top_terms)
+        else:
+            near, scores, notes = (), {}, ["this router has no category head: the success heads alone chose"]
         ranked = [*sorted(decision.probabilities.values(), reverse=True), 0.0]
         if context is not None:
             weight = min(1.0, len(text.split()) / CONTEXT_FULL_WEIGHT_WORDS)
@@ -291,7 +343,10 @@ class Router:
             if keys:  # the cache is on
                 self._store([keys[i] for i in missing], [found[i] for i in missing])  # type: ignore[misc]
         misses = set(missing)
-        return [self._decide(p, started, i not in misses) for i, p in enumerate(found)]  # type: ignore[arg-type]
+        return [
+            self._decide(p, t, started, i not in misses)  # type: ignore[arg-type]
+            for i, (p, (t, _)) in enumerate(zip(found, pairs, strict=True))
+        ]
 
     def _lookup(self, pairs: list[tuple[str, str | None]]) -> tuple[list[bytes], list[np.ndarray | None]]:
         """Cache keys and cached probabilities (``None`` for a miss), hits and misses counted; no keys are
@@ -316,7 +371,8 @@ class Router:
                 self._cache[key] = proba
 
     def _probabilities(self, pairs: list[tuple[str, str | None]]) -> np.ndarray:
-        """Probabilities of (text, context) pairs with one embedding pass, context blended in."""
+        """Label probabilities, then each model's predicted success (with success heads), of (text, context) pairs
+        with one embedding pass, context blended in."""
         texts = [t for t, _ in pairs]
         contexts = [(i, c) for i, (_, c) in enumerate(pairs) if c is not None]
         all_texts = texts + [c for _, c in contexts]
@@ -326,7 +382,11 @@ class Router:
             proba = self._head.predict_proba(vectors, all_texts, text_logits)
         else:
             vectors = self.artifact.model.embedder.encode(all_texts)  # type: ignore[union-attr]
-            proba = self.artifact.model.predict_proba_embeddings(vectors, all_texts)
+            proba = self.artifact.model.predict_proba_embeddings(vectors, all_texts) if self.labels else None
+        parts = [] if proba is None else [proba]
+        if self._success is not None:
+            parts.append(self._success.proba_of_embeddings(np.asarray(vectors, dtype=np.float32)))
+        proba = np.hstack(parts) if parts else np.zeros((len(all_texts), 0))
         final = proba[: len(texts)].copy()
         for row, (i, _) in enumerate(contexts, start=len(texts)):
             weight = min(1.0, len(texts[i].split()) / CONTEXT_FULL_WEIGHT_WORDS)

@@ -8,6 +8,8 @@ Layout::
                          of every other file the loader reads
       head.json          the classifier head's structure: parameters, labels, TF-IDF vocabularies, calibration
       head.safetensors   its arrays: IDF weights, coefficients, intercepts, calibration (see .head_format)
+      success.json       per-model success heads (see .success_format): a router trained on outcomes; an
+      success.safetensors    artifact holds the category head, the success heads, or both
       neighbours.json    a bounded, stratified sample of the training prompts and their labels, and
       neighbours.safetensors   their embeddings, for Router.explain (see .neighbours; absent in older artifacts)
       routes.toml        the route table the router was trained for (optional)
@@ -63,6 +65,8 @@ from .integrity import (
     NEIGHBOURS_TENSORS,
     ONNX_DIR,
     ROUTES,
+    SUCCESS_JSON,
+    SUCCESS_TENSORS,
     check_files,
     file_entry,
     is_report_entry,
@@ -79,6 +83,7 @@ from .manifest import (
     write_manifest,
 )
 from .neighbours import NEIGHBOURS_PER_LABEL, Neighbours, encode_neighbours, read_neighbours
+from .success_format import SavedSuccess, decode_success, encode_success
 
 __all__ = [
     "CURRENT",
@@ -102,7 +107,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_SAVED = (MANIFEST, HEAD_JSON, HEAD_TENSORS, NEIGHBOURS_JSON, NEIGHBOURS_TENSORS, ROUTES, LEGACY_HEAD)
+SuccessToSave = tuple[Any, dict[str, float | None], np.ndarray, np.ndarray]
+"""Fitted success heads, each model's price, and their training embeddings and scores (see :func:`save`)."""
+
+_SAVED = (
+    MANIFEST, HEAD_JSON, HEAD_TENSORS, NEIGHBOURS_JSON, NEIGHBOURS_TENSORS, SUCCESS_JSON, SUCCESS_TENSORS, ROUTES,
+    LEGACY_HEAD,
+)  # fmt: skip
 """What ``save(overwrite=True)`` replaces."""
 
 
@@ -113,6 +124,12 @@ class Artifact:
     model: RouterModel
     manifest: dict[str, Any]
     path: Path
+    success: SavedSuccess | None = None
+
+    @property
+    def has_category_head(self) -> bool:
+        """Whether the artifact holds a category head (one trained only on outcomes has success heads alone)."""
+        return hasattr(self.model, "head_")
 
     @property
     def threshold(self) -> float:
@@ -163,11 +180,20 @@ def _prepare(path: Path, overwrite: bool) -> None:
 
 
 def _encoded(
-    model: RouterModel, data: LabelledPrompts | None, embeddings: np.ndarray | None, neighbours_per_label: int
+    model: RouterModel,
+    data: LabelledPrompts | None,
+    embeddings: np.ndarray | None,
+    neighbours_per_label: int,
+    success: SuccessToSave | None,
 ) -> dict[str, bytes]:
-    """The head's files and, with training ``data``, the neighbours' (see :mod:`.neighbours`), as bytes."""
+    """The heads' files and, with training ``data``, the neighbours' (see :mod:`.neighbours`), as bytes."""
     assert model.embedder is not None
-    contents = dict(zip((HEAD_JSON, HEAD_TENSORS), encode_head(model.head_), strict=True))
+    contents = {}
+    if success is not None:
+        contents |= dict(zip((SUCCESS_JSON, SUCCESS_TENSORS), encode_success(*success), strict=True))
+    if not hasattr(model, "head_"):
+        return contents
+    contents |= dict(zip((HEAD_JSON, HEAD_TENSORS), encode_head(model.head_), strict=True))
     if data is not None and neighbours_per_label:
         classes = model.head_.classes_.tolist()
         encoded = encode_neighbours(model.embedder, classes, data, embeddings, neighbours_per_label)
@@ -186,6 +212,7 @@ def save(
     overwrite: bool = False,
     embeddings: np.ndarray | None = None,
     neighbours_per_label: int = NEIGHBOURS_PER_LABEL,
+    success: SuccessToSave | None = None,
 ) -> Path:
     """Write a fitted :class:`RouterModel` as an artifact directory (data files only, manifest last).
 
@@ -202,6 +229,9 @@ def save(
             for the neighbours; ``None`` embeds the sampled prompts with the model's embedder.
         neighbours_per_label (int): keep at most this many training prompts of each label as neighbours (0: keep
             none). Default :data:`~router_ml.artifact.neighbours.NEIGHBOURS_PER_LABEL`.
+        success (tuple | None): fitted :class:`~router_ml.success.SuccessHeads`, each model's price (or
+            ``None``), and their training embeddings and scores (a sample is kept for the kNN baseline). With
+            success heads, ``model`` may be an embedder alone (no fitted category head).
 
     Returns:
         Path: the artifact directory.
@@ -210,10 +240,13 @@ def save(
         ArtifactError: a non-empty ``path`` without ``overwrite``, foreign files in it, a head the data-only
             format cannot hold, or embeddings that do not fit ``data`` and the model's embedder.
     """
-    model._check_fitted()
-    assert model.embedder is not None
+    if success is None:
+        model._check_fitted()
+    if model.embedder is None:
+        raise ArtifactError("the model has no embedder; an artifact needs the embedder its heads read")
     path = Path(path)
-    contents = _encoded(model, data, embeddings, neighbours_per_label)  # before touching the directory: may refuse
+    # before touching the directory: may refuse
+    contents = _encoded(model, data, embeddings, neighbours_per_label, success)
     if routes_file is not None and Path(routes_file).stat().st_size > MAX_BYTES[ROUTES]:
         raise ArtifactError(f"{routes_file} is over {MAX_BYTES[ROUTES]:,} bytes; a route table is a small TOML file")
     _prepare(path, overwrite)
@@ -226,33 +259,57 @@ def save(
         files[ROUTES] = file_entry(path / ROUTES)
     export_files, export_record = bundle_export(model.embedder, path)
     files |= export_files
+    manifest = _manifest(model, files, threshold, data, metrics, success)
+    if export_record is not None:
+        manifest["onnx_export"] = export_record
+    write_manifest(path, manifest)
+    return path
+
+
+def _head_entry(model: RouterModel) -> dict[str, Any] | None:
+    """The manifest's ``head`` entry, ``None`` for an artifact with success heads only."""
+    if not hasattr(model, "head_"):
+        return None
+    return {
+        "class": type(model.head_).__name__,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "files": [HEAD_JSON, HEAD_TENSORS],
+        "params": model.head_.get_params(),
+    }
+
+
+def _manifest(
+    model: RouterModel,
+    files: dict[str, Any],
+    threshold: float,
+    data: LabelledPrompts | None,
+    metrics: dict[str, Any] | None,
+    success: SuccessToSave | None,
+) -> dict[str, Any]:
+    """The manifest of a saved artifact (its ``files`` already written)."""
+    assert model.embedder is not None
     created = datetime.now(UTC).isoformat(timespec="seconds")
     data_hash = data.fingerprint() if data is not None else None
     embedder = model.embedder.describe()
-    identity = [data_hash, embedder, created, files[HEAD_JSON]["sha256"], files[HEAD_TENSORS]["sha256"]]
+    heads = [files[n]["sha256"] for n in (HEAD_JSON, HEAD_TENSORS, SUCCESS_JSON, SUCCESS_TENSORS) if n in files]
+    identity = [data_hash, embedder, created, *heads]
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "router_id": hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16],
         "created_at": created,
-        "labels": [str(c) for c in model.classes_],
+        "labels": [str(c) for c in model.classes_] if hasattr(model, "head_") else [],
         "threshold": float(threshold),
         "embedder": embedder,
-        "head": {
-            "class": type(model.head_).__name__,
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "files": [HEAD_JSON, HEAD_TENSORS],
-            "params": model.head_.get_params(),
-        },
+        "head": _head_entry(model),
         "files": files,
         "training_data": None if data is None else {"sha256": data_hash, "size": len(data), "counts": data.counts()},
         "metrics": metrics or {},
         "library_versions": library_versions(),
     }
-    if export_record is not None:
-        manifest["onnx_export"] = export_record
-    write_manifest(path, manifest)
-    return path
+    if success is not None:
+        manifest["success"] = {"models": [str(m) for m in success[0].models_], "files": [SUCCESS_JSON, SUCCESS_TENSORS]}
+    return manifest
 
 
 def _saved_embedder(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -309,11 +366,12 @@ def load(
     """
     path = resolve(path)
     manifest = read_manifest(path)
-    checked = check_files(path, manifest["files"], keep=(HEAD_JSON, HEAD_TENSORS))
-    head = decode_head(checked[HEAD_JSON], checked[HEAD_TENSORS])
-    if head.classes_.tolist() != manifest["labels"]:
+    checked = check_files(path, manifest["files"], keep=(HEAD_JSON, HEAD_TENSORS, SUCCESS_JSON, SUCCESS_TENSORS))
+    head = decode_head(checked[HEAD_JSON], checked[HEAD_TENSORS]) if HEAD_JSON in checked else None
+    if (head.classes_.tolist() if head is not None else []) != manifest["labels"]:
         raise ArtifactError(
-            f"{path}: head labels {head.classes_.tolist()} differ from the manifest's {manifest['labels']}"
+            f"{path}: head labels {[] if head is None else head.classes_.tolist()} differ from the manifest's "
+            f"{manifest['labels']}"
         )
     saved = _saved_embedder(path, manifest)
     adopted = None
@@ -323,12 +381,16 @@ def load(
             backend, fallback_backend = fastest_backend(manifest)[0], fallback_backend or trained
         embedder, adopted = open_backend(path, manifest, backend or trained, fallback_backend)
     _check_embedder(path, saved, embedder)
-    if head.n_features_in_ != embedder.dim:
+    if head is not None and head.n_features_in_ != embedder.dim:
         raise ArtifactError(f"{path}: the head takes {head.n_features_in_}-dimensional embeddings, not {embedder.dim}")
+    success = None
+    if SUCCESS_JSON in checked:
+        success = decode_success(checked[SUCCESS_JSON], checked[SUCCESS_TENSORS], int(embedder.dim))
     check_backend(manifest, embedder, allow_unmeasured=allow_unmeasured)
     record_export(path, manifest, embedder, adopted)
     warn_on_drift(manifest.get("library_versions", {}))
-    model = RouterModel(embedder=embedder, head=EmbeddingClassifier(**head.get_params()))
-    model.head_ = head
-    model.classes_ = head.classes_
-    return Artifact(model=model, manifest=manifest, path=path)
+    model = RouterModel(embedder=embedder, head=None if head is None else EmbeddingClassifier(**head.get_params()))
+    if head is not None:
+        model.head_ = head
+        model.classes_ = head.classes_
+    return Artifact(model=model, manifest=manifest, path=path, success=success)

@@ -6,8 +6,9 @@ hash, not a regular file, or over its size limit is refused, and so is any entry
 
 What an artifact directory may hold:
 
-- ``manifest.json`` (the list itself) and the files it lists, all from :data:`ALLOWED_FILES`: the data-only head
-  (``head.json``, ``head.safetensors``), the training neighbours (``neighbours.json``, ``neighbours.safetensors``,
+- ``manifest.json`` (the list itself) and the files it lists, all from :data:`ALLOWED_FILES`: the data-only
+  category head (``head.json``, ``head.safetensors``) and/or the success heads (``success.json``,
+  ``success.safetensors``), the training neighbours (``neighbours.json``, ``neighbours.safetensors``; each pair
   both or neither), ``routes.toml``, and the ONNX export in ``onnx/``;
 - ``onnx/`` before its export is recorded (made at first use, or copied in): never read until an ONNX backend
   adopts it, which checks its file names and sizes, hashes it and records it (:func:`export_entries`);
@@ -52,6 +53,8 @@ HEAD_TENSORS = "head.safetensors"
 ROUTES = "routes.toml"
 NEIGHBOURS_JSON = "neighbours.json"
 NEIGHBOURS_TENSORS = "neighbours.safetensors"
+SUCCESS_JSON = "success.json"
+SUCCESS_TENSORS = "success.safetensors"
 ONNX_DIR = "onnx"
 EXPORT_FILES = ("export.json", "tokenizer.json", *sorted(GRAPH_FILES.values()))
 """The files of a complete ONNX export (see :mod:`router_ml.embed.onnx_export`)."""
@@ -69,6 +72,8 @@ MAX_BYTES: dict[str, int] = {
     ROUTES: 1 * _MiB,
     NEIGHBOURS_JSON: 256 * _MiB,
     NEIGHBOURS_TENSORS: 1024 * _MiB,
+    SUCCESS_JSON: 16 * _MiB,
+    SUCCESS_TENSORS: 1024 * _MiB,
     f"{ONNX_DIR}/export.json": 1 * _MiB,
     f"{ONNX_DIR}/tokenizer.json": 64 * _MiB,
     **{f"{ONNX_DIR}/{name}": 4096 * _MiB for name in GRAPH_FILES.values()},
@@ -76,10 +81,14 @@ MAX_BYTES: dict[str, int] = {
 """Largest size accepted for each file, checked before it is read."""
 ALLOWED_FILES = frozenset(MAX_BYTES) - {MANIFEST}
 """Every path the manifest may list."""
-REQUIRED_FILES = (HEAD_JSON, HEAD_TENSORS)
 _EXPORT_PATHS = frozenset(f"{ONNX_DIR}/{name}" for name in EXPORT_FILES)
-_PAIRED = frozenset({NEIGHBOURS_JSON, NEIGHBOURS_TENSORS})
-"""Listed both or neither (the training neighbours, see :mod:`.neighbours`)."""
+_PAIRS = (
+    frozenset({HEAD_JSON, HEAD_TENSORS}),
+    frozenset({NEIGHBOURS_JSON, NEIGHBOURS_TENSORS}),
+    frozenset({SUCCESS_JSON, SUCCESS_TENSORS}),
+)
+"""Each listed both or neither: the category head, the training neighbours (:mod:`.neighbours`), the success
+heads (:mod:`.success_format`). An artifact holds a category head, success heads, or both."""
 
 
 def read_bounded(file: Path, limit: int) -> bytes:
@@ -142,8 +151,8 @@ def validate_listing(where: Path, files: Any) -> dict[str, dict[str, Any]]:
                 f"{where}: declares {name} as {size!r:.40} bytes; expected 0 to {MAX_BYTES[name]:,}. "
                 "The manifest is corrupt or hostile: retrain the router"
             )
-    missing = [name for name in REQUIRED_FILES if name not in files]
-    missing += [name for name in sorted(_PAIRED) if name not in files and _PAIRED & set(files)]
+    missing = [] if {HEAD_JSON, SUCCESS_JSON} & set(files) else [HEAD_JSON, HEAD_TENSORS]
+    missing += [name for pair in _PAIRS for name in sorted(pair) if name not in files and pair & set(files)]
     listed_export = _EXPORT_PATHS & set(files)
     if missing or listed_export not in (set(), _EXPORT_PATHS):
         absent = missing or sorted(_EXPORT_PATHS - listed_export)

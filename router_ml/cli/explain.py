@@ -44,10 +44,15 @@ def format_explanation(explanation: Explanation) -> str:
         f"route {d.label} → {d.model}, confidence {d.confidence:.3f}, margin {explanation.margin:.3f}{abstained}",
         "probabilities: " + ", ".join(f"{r} {p:.3f}" for r, p in sorted(d.probabilities.items(), key=lambda x: -x[1])),
     ]
+    if d.success is not None:  # a quality route: each candidate's predicted success, the pick's expected cost
+        ranked = sorted(d.success.items(), key=lambda x: -x[1])
+        lines.append("predicted success: " + ", ".join(f"{m} {p:.3f}" for m, p in ranked))
+        lines.append(f"expected cost ${d.expected_cost or 0:.6f}; fallbacks: {', '.join(d.fallbacks) or 'none'}")
     if explanation.nearest:
         lines += ["", "nearest training prompts:", f"  {'similarity':>10}  {'label':<10}  prompt"]
         lines += [f"  {n.similarity:>10.3f}  {n.label:<10}  {_one_line(n.text)}" for n in explanation.nearest]
-    lines += ["", "route scores (score = embedding + n-grams + intercept):"]
+    if explanation.terms:
+        lines += ["", "route scores (score = embedding + n-grams + intercept):"]
     for route, s in explanation.terms.items():
         lines.append(
             f"  {route:<10} {s.score:+7.2f} = embedding {s.embedding:+.2f} + n-grams {s.ngrams:+.2f} "

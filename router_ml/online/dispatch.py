@@ -142,11 +142,14 @@ class Dispatcher:
         return outcome, chain, conversation(prompt)
 
     def _apply(self, outcome: Outcome, decision: Decision) -> list[str]:
-        """Record the router's decision on the outcome; return the route's model chain."""
+        """Record the router's decision on the outcome; return the model chain: the route's, or for a quality
+        route the router's pick and its fallbacks by predicted success."""
         outcome.routing_ms = decision.latency_ms
         outcome.label, outcome.predicted = decision.label, decision.predicted
         outcome.confidence, outcome.probabilities = decision.confidence, decision.probabilities
         outcome.abstained = decision.abstained
+        if decision.strategy == "quality":  # the router picked the model and ordered the fallbacks
+            return list(decision.chain)
         return list(self.routes[decision.label].chain)
 
     def _plan(self, outcome: Outcome, chain: list[str], messages: list[dict[str, Any]], began: float) -> AttemptPlan:

@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # onnxruntime 6 s instead of 2 s, in each worker process and test subprocess too. Python caches them on first use.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup run test test-fast bench train-bench load chaos demo serve lint clean
+.PHONY: setup run test test-fast bench bench-outcomes train-bench load chaos demo serve lint clean
 
 setup: $(VENV)/.installed
 
@@ -43,6 +43,10 @@ test-fast: setup
 
 bench: setup
 	$(PY) scripts/benchmark.py
+
+# success heads on ../shared/outcomes by grouped cross-validation, and a quality route's speed
+bench-outcomes: setup
+	$(PY) scripts/bench_outcomes.py --json artifacts/bench-outcomes.json
 
 train-bench: setup
 	$(PY) scripts/train_bench.py

@@ -317,7 +317,7 @@ class Router:
             near, scores, notes = explain_text(self.artifact, text, k=k, top_terms=top_terms)
         else:
             near, scores, notes = (), {}, ["this router has no category head: the success heads alone chose"]
-        ranked = [*sorted(decision.probabilities.values(), reverse=True), 0.0]
+        ranked = [*sorted(decision.probabilities.values(), reverse=True), 0.0, 0.0]  # none without a category head
         if context is not None:
             weight = min(1.0, len(text.split()) / CONTEXT_FULL_WEIGHT_WORDS)
             notes.append(

@@ -745,3 +745,15 @@ def test_train_outcomes_and_eval_outcomes_from_the_command_line(toy, default_emb
     sparse.write_text(lone + "\n" + test_file.read_text())
     result = runner.invoke(cli, ["eval-outcomes", str(out), "--data", str(sparse)])
     assert result.exit_code != 0 and "evaluation needs every model scored on every prompt" in result.output
+
+
+def test_explain_and_eval_on_success_heads_alone(quality_router, quality_dir):
+    explanation = quality_router.explain("Fix the grammar: 'she go to school'")
+    assert explanation.decision.strategy == "quality" and explanation.terms == {} and explanation.nearest == ()
+    assert any("no category head" in note for note in explanation.notes)
+    from router_ml.cli.explain import format_explanation
+
+    text = format_explanation(explanation)
+    assert "predicted success:" in text and "expected cost $" in text and "probabilities:" not in text
+    result = CliRunner().invoke(cli, ["eval", str(quality_dir)])
+    assert result.exit_code != 0 and "eval-outcomes" in result.output

@@ -25,7 +25,7 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "is_report_entry",
     "read_bounded",
     "read_listed",
+    "read_tensors",
     "refuse_unexpected",
     "unexpected_entries",
     "validate_listing",
@@ -225,6 +226,20 @@ def _check_one(path: Path, name: str, entry: Mapping[str, Any], keep: bool) -> b
             "was changed after saving. Restore the original artifact or retrain; never edit artifact files"
         )
     return data
+
+
+def read_tensors(data: bytes, name: str, max_header: int, fail: Callable[[str], Exception]) -> dict[str, Any]:
+    """The arrays of a safetensors file's bytes (numpy), its header size checked first (at most ``max_header``
+    bytes); a malformed file raises ``fail(message)``, the message naming ``name``."""
+    from safetensors.numpy import load as load_tensors
+
+    declared = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if not 0 <= declared <= min(len(data) - 8, max_header):
+        raise fail(f"{name} has a malformed header (declared {declared:,} bytes)")
+    try:
+        return load_tensors(data)
+    except Exception as exc:  # safetensors raises SafetensorError and others on malformed input
+        raise fail(f"{name} cannot be read ({str(exc)[:200]})") from None
 
 
 def read_listed(path: Path, name: str, files: Mapping[str, Mapping[str, Any]]) -> bytes:

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..embed import Embedder
 from ..exceptions import ArtifactError
-from .integrity import NEIGHBOURS_JSON, NEIGHBOURS_TENSORS, read_listed
+from .integrity import NEIGHBOURS_JSON, NEIGHBOURS_TENSORS, read_listed, read_tensors
 from .manifest import parse_json
 
 if TYPE_CHECKING:
@@ -193,15 +193,7 @@ def _check_structure(value: Any, classes: Sequence[str], embedder: Mapping[str, 
 
 
 def _embeddings(data: bytes, rows: int, dim: int) -> np.ndarray:
-    from safetensors.numpy import load as load_tensors
-
-    declared = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
-    if not 0 <= declared <= min(len(data) - 8, _MAX_HEADER_BYTES):
-        raise _fail(f"{NEIGHBOURS_TENSORS} has a malformed header (declared {declared:,} bytes)")
-    try:
-        tensors = load_tensors(data)
-    except Exception as exc:  # safetensors raises SafetensorError and others on malformed input
-        raise _fail(f"{NEIGHBOURS_TENSORS} cannot be read ({str(exc)[:200]})") from None
+    tensors = read_tensors(data, NEIGHBOURS_TENSORS, _MAX_HEADER_BYTES, _fail)
     array = tensors.get("embeddings")
     if set(tensors) != {"embeddings"} or array is None:
         raise _fail(f"{NEIGHBOURS_TENSORS} must hold exactly one tensor 'embeddings', found {sorted(tensors)}")

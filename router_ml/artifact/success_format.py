@@ -25,7 +25,7 @@ import numpy as np
 from ..exceptions import ArtifactError
 from ..success.heads import SuccessHeads
 from ..success.neighbours import Memory
-from .integrity import SUCCESS_JSON, SUCCESS_TENSORS
+from .integrity import SUCCESS_JSON, SUCCESS_TENSORS, read_tensors
 from .manifest import parse_json
 
 __all__ = ["MEMORY_ROWS", "SUCCESS_FORMAT", "SavedSuccess", "decode_success", "encode_success"]
@@ -123,15 +123,7 @@ def _structure(data: bytes) -> dict[str, Any]:
 
 
 def _tensors(data: bytes, n_models: int, dim: int, value: dict[str, Any]) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load as load_tensors
-
-    declared = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
-    if not 0 <= declared <= min(len(data) - 8, _MAX_HEADER_BYTES):
-        raise _fail(f"{SUCCESS_TENSORS} has a malformed header (declared {declared:,} bytes)")
-    try:
-        tensors = load_tensors(data)
-    except Exception as exc:  # safetensors raises SafetensorError and others on malformed input
-        raise _fail(f"{SUCCESS_TENSORS} cannot be read ({str(exc)[:200]})") from None
+    tensors = read_tensors(data, SUCCESS_TENSORS, _MAX_HEADER_BYTES, _fail)
     rows, near, dims = (value.get(k) for k in ("memory_rows", "neighbour_rows", "neighbour_dims"))
     counts = [rows] + ([near, dims] if near is not None or dims is not None else [])
     if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):

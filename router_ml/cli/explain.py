@@ -42,8 +42,10 @@ def format_explanation(explanation: Explanation) -> str:
     abstained = f" (abstained: {d.predicted} was below the threshold)" if d.abstained else ""
     lines = [
         f"route {d.label} → {d.model}, confidence {d.confidence:.3f}, margin {explanation.margin:.3f}{abstained}",
-        "probabilities: " + ", ".join(f"{r} {p:.3f}" for r, p in sorted(d.probabilities.items(), key=lambda x: -x[1])),
     ]
+    if d.probabilities:  # none without a category head
+        ranked_labels = sorted(d.probabilities.items(), key=lambda x: -x[1])
+        lines.append("probabilities: " + ", ".join(f"{r} {p:.3f}" for r, p in ranked_labels))
     if d.success is not None:  # a quality route: each candidate's predicted success, the pick's expected cost
         ranked = sorted(d.success.items(), key=lambda x: -x[1])
         lines.append("predicted success: " + ", ".join(f"{m} {p:.3f}" for m, p in ranked))

@@ -201,6 +201,11 @@ def eval_command(
     from ..router import Router
 
     router = Router.load(model_dir, routes, backend=backend)
+    if not router.labels:
+        raise click.UsageError(
+            f"{model_dir} has success heads but no category head to evaluate on labels; use `router-ml eval-outcomes "
+            f"{model_dir} --data OUTCOMES`"
+        )
     model = router.artifact.model
     data, name = labelled_data(
         data_files, "heldout", text_column=text_column, label_column=label_column, group_column=group_column,

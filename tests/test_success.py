@@ -757,3 +757,27 @@ def test_explain_and_eval_on_success_heads_alone(quality_router, quality_dir):
     assert "predicted success:" in text and "expected cost $" in text and "probabilities:" not in text
     result = CliRunner().invoke(cli, ["eval", str(quality_dir)])
     assert result.exit_code != 0 and "eval-outcomes" in result.output
+
+
+@pytest.mark.slow
+def test_retrain_keeps_the_success_heads_and_refuses_heads_alone(
+    small_artifact, small_data, embedder, minilm_result, quality_dir, tmp_path
+):
+    from router_ml.data import load_bundled
+    from router_ml.online.retrain import retrain
+    from router_ml.training import TrainConfig
+
+    category = artifact.load(small_artifact, embedder=embedder)
+    both = save_outcome_router(minilm_result, tmp_path / "both", category=category)
+    heldout = load_bundled("heldout").subset(range(0, 700, 7))
+    config = TrainConfig(c_grid=(4.0,), tfidf=(True,), cv_folds=3)
+    report = retrain(both, small_data, heldout, models_dir=tmp_path / "models", config=config, tolerance=1.0)
+    assert report.promoted
+    before, after = artifact.load(both, embedder=embedder), artifact.load(tmp_path / "models", embedder=embedder)
+    assert after.success is not None and after.has_category_head
+    texts = heldout.texts[:20]
+    X = embedder.encode(texts)
+    assert np.allclose(before.success.heads.predict_proba(X), after.success.heads.predict_proba(X))
+    assert np.array_equal(before.success.train_oof, after.success.train_oof)
+    with pytest.raises(DataError, match="train-outcomes"):
+        retrain(quality_dir, small_data, heldout, models_dir=tmp_path / "m2", config=config, dry_run=True)

@@ -28,7 +28,7 @@ from ..success.neighbours import Memory
 from .integrity import SUCCESS_JSON, SUCCESS_TENSORS, read_tensors
 from .manifest import parse_json
 
-__all__ = ["MEMORY_ROWS", "SUCCESS_FORMAT", "SavedSuccess", "decode_success", "encode_success"]
+__all__ = ["MEMORY_ROWS", "SUCCESS_FORMAT", "SavedSuccess", "decode_success", "encode_success", "to_save"]
 
 SUCCESS_FORMAT = "router-ml-success-heads"
 SUCCESS_VERSION = 1
@@ -91,6 +91,13 @@ def encode_success(
     if heads.memory_ is not None:
         tensors |= {f"neighbour_{f}": np.ascontiguousarray(getattr(heads.memory_, f)) for f in _NEIGHBOUR_FIELDS}
     return json.dumps(structure, ensure_ascii=False).encode(), save_tensors(tensors)
+
+
+def to_save(saved: SavedSuccess) -> tuple[SuccessHeads, dict[str, float | None], np.ndarray, np.ndarray]:
+    """What :func:`encode_success` (and ``artifact.save(success=...)``) takes to write ``saved`` again unchanged:
+    a new version of a router keeps the success heads of the one it replaces."""
+    saved.heads.oof_proba_ = saved.train_oof  # the same sampled rows, so it lines up with them
+    return saved.heads, saved.prices, saved.train_embeddings.astype(np.float32), saved.train_scores
 
 
 def _fail(message: str) -> ArtifactError:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import artifact
+from ..artifact.success_format import to_save
 from ..data import LabelledPrompts
 from ..evaluation import evaluate
 from ..exceptions import DataError
@@ -165,6 +166,11 @@ def retrain(
     resolved = artifact.resolve(champion)
     models = Path(models_dir) if models_dir is not None else (champion if resolved != champion else champion.parent)
     current = artifact.load(resolved)
+    if not current.has_category_head:
+        raise DataError(
+            f"{resolved} has success heads only: retrain trains a category head; train success heads with "
+            "`router-ml train-outcomes`"
+        )
     training, stats = _merge(base, feedback, set(eval_data.texts))
     recorded = current.manifest.get("metrics", {}).get("config")
     config = config or (TrainConfig.from_dict(recorded) if recorded else TrainConfig())
@@ -201,9 +207,10 @@ def retrain(
         return report
     models.mkdir(parents=True, exist_ok=True)
     target = _next_version(models)
+    success = to_save(current.success) if current.success is not None else None  # kept: the table may use them
     artifact.save(
         result.model, target, threshold=result.threshold, data=training, metrics=result.metrics,
-        routes_file=current.routes_path,
+        routes_file=current.routes_path, success=success,
     )  # fmt: skip
     report.promoted, report.challenger = True, str(target)
     (target / "retrain-report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -5,6 +5,8 @@ against the same prompts' real outcomes, with the same report ``router-ml eval-o
 
 - MMLU: folds by subject (5, grouped), so every prediction is for subjects the heads never saw;
 - GSM8K: one group, so random halves (2 folds), repeated over seeds;
+- for these two-model sets, APGR and CPT over all out-of-fold predictions pooled, and (``fold_*``) of each
+  held-out fold on its own, averaged: how a held-out test split is scored;
 - dcrouter: leave-one-cluster-out (3 clusters) and 5-fold random; the published test split is of the same task
   families, so both are shown.
 
@@ -86,6 +88,18 @@ def _summary(report: dict, name: str) -> dict[str, float | None]:
     return out
 
 
+def _per_fold(pred: dict, scores: np.ndarray, models: list, price: list, splits: list) -> dict[str, dict]:
+    """Two models: APGR and CPT of each held-out fold on its own (as a test split is scored), averaged."""
+    runs: dict[str, list[dict]] = {}
+    for _, test in splits:
+        sub = {form: P[test] for form, P in pred.items() if form != "knn"}
+        report = evaluate_outcomes(sub, scores[test], models, price, knn_pred=pred["knn"][test], bootstrap=0).to_dict()
+        for form in pred:
+            row = report["rows"][form]
+            runs.setdefault(form, []).append({f"fold_{k}": row[k] for k in ("apgr", "cpt50", "cpt80")})
+    return {form: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} for form, rows in runs.items()}
+
+
 def bench(name: str, path: Path, prices: dict[str, float], seeds: int) -> dict[str, dict]:
     data = load_outcomes([path], group_column="source")
     X = embed_texts(make_embedder(), list(data.texts))
@@ -97,8 +111,9 @@ def bench(name: str, path: Path, prices: dict[str, float], seeds: int) -> dict[s
         pred = {form: _oof(X, data.scores, splits, make) for form, make in FORMS.items()}
         knn = _knn_oof(X, data.scores, splits)
         report = evaluate_outcomes(pred, data.scores, data.models, price, knn_pred=knn, bootstrap=0).to_dict()
+        per_fold = _per_fold({**pred, "knn": knn}, data.scores, data.models, price, splits) if len(price) == 2 else {}
         for form in [*FORMS, "knn", "oracle", "random"]:
-            results.setdefault(form, []).append(_summary(report, form))
+            results.setdefault(form, []).append(_summary(report, form) | per_fold.get(form, {}))
         results.setdefault("_best_single", []).append(report["best_single"])
     return {
         form: {k: (None if any(r[k] is None for r in runs) else float(np.mean([r[k] for r in runs]))) for k in runs[0]}

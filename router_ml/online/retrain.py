@@ -205,9 +205,18 @@ def retrain(
     )
     if dry_run or not no_worse:
         return report
+    _save_challenger(current, result, training, models, report)
+    return report
+
+
+def _save_challenger(
+    current: artifact.Artifact, result: Any, training: LabelledPrompts, models: Path, report: RetrainReport
+) -> None:
+    """Write the promoted challenger as the next version (keeping the champion's route table and success heads,
+    which the table may use), its report beside it, and point ``CURRENT`` at it."""
     models.mkdir(parents=True, exist_ok=True)
     target = _next_version(models)
-    success = to_save(current.success) if current.success is not None else None  # kept: the table may use them
+    success = to_save(current.success) if current.success is not None else None
     artifact.save(
         result.model, target, threshold=result.threshold, data=training, metrics=result.metrics,
         routes_file=current.routes_path, success=success,
@@ -215,4 +224,3 @@ def retrain(
     report.promoted, report.challenger = True, str(target)
     (target / "retrain-report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     promote(models, target)
-    return report

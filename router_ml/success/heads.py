@@ -10,8 +10,15 @@ with an L2 penalty on each (``shared_C`` and ``C``). A model with few outcomes k
 the observed cells only, with fractional scores as soft targets, so the sparse rows of a live log (one answering
 model per prompt) train it as well as a full benchmark grid. The neighbour part (:mod:`.neighbours`) averages
 each model's outcomes over the ``neighbours`` most similar training prompts; on subjects and task families left
-out of training it beat the regression alone on every public outcome set (docs/outcomes.md). Per-model Platt
-scaling of the blend's log-odds, fitted on out-of-fold blends, calibrates the probabilities.
+out of training it beat the regression alone on every public outcome set (docs/outcomes.md).
+
+Calibration: Platt scaling of the blend's log-odds, fitted on out-of-fold blends, with **one slope for all
+models** and an offset per model. On a few hundred outcomes the regularised blend is under-confident (expected
+calibration error 0.17 on a 200-prompt set) and the scaling fixes it; on the public sets the blend is nearly
+calibrated already (at most 0.04 out of fold) and the scaling takes 0.01 off. One slope, not one per model: a
+slope per model stretches one model's scores against another's, and so changes the gap between two models that
+a cost–quality policy ranks prompts by. On MMLU subjects held out of training, APGR was 0.62 with one slope,
+0.52 with a slope per model and 0.64 unscaled.
 
 Fitted, it is plain arrays (``coef_``, ``intercept_``, ``calibration_``, ``memory_``), which the artifact stores
 as data.
@@ -77,6 +84,7 @@ def _fit_linear(
     return (V + w).astype(np.float32), b.astype(np.float32)
 
 
+CALIBRATIONS = ("shared", "platt", "none")
 MIN_CALIBRATION_OUTCOMES = 30
 """A model with fewer outcomes is not recalibrated (``(a, c) = (1, 0)``): too few to fit two parameters."""
 
@@ -102,6 +110,34 @@ def platt(z: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[float, floa
     return float(result.x[0]), float(result.x[1])
 
 
+def shared_platt(z: np.ndarray, y: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Platt scaling with one slope ``a ≥ 0`` for every model and an offset per model, on ``(n, n_models)``
+    scores: ``(n_models, 2)`` rows of ``(a, c_m)``. One slope keeps the models' scores on one scale, so that the
+    gap between two models' predictions, which a cost–quality policy ranks prompts by, is not stretched for one
+    model and shrunk for the other. Targets are smoothed per model as in :func:`platt`."""
+    rare = np.count_nonzero(weight, axis=0) < MIN_CALIBRATION_OUTCOMES  # left as they are: (1, 0)
+    weight = np.where(rare, 0.0, weight)
+    if not weight.any():
+        return np.tile([1.0, 0.0], (z.shape[1], 1))
+    observed = weight > 0
+    positives = (observed * y).sum(axis=0)
+    negatives = (observed * (1 - y)).sum(axis=0)
+    y = y * (positives + 1) / (positives + 2) + (1 - y) / (negatives + 2)
+    n_models = z.shape[1]
+
+    def loss(p: np.ndarray) -> tuple[float, np.ndarray]:
+        s = p[0] * z + p[1:]
+        value = float(np.sum(weight * (-y * log_expit(s) - (1 - y) * log_expit(-s))))
+        r = weight * (expit(s) - y)
+        return value, np.concatenate([[float(np.sum(r * z))], r.sum(axis=0)])
+
+    bounds = [(0.0, None)] + [(None, None)] * n_models
+    result = minimize(loss, np.concatenate([[1.0], np.zeros(n_models)]), jac=True, method="L-BFGS-B", bounds=bounds)
+    params = np.stack([np.full(n_models, result.x[0]), result.x[1:]], axis=1)
+    params[rare] = (1.0, 0.0)
+    return params
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -114,8 +150,11 @@ class SuccessHeads(BaseEstimator):
         C (float): inverse L2 strength of each model's own deviation from the shared weights. Default 1.0.
         shared_C (float): inverse L2 strength of the shared weights; 0 fits independent per-model heads.
             Default 1.0.
-        calibration (str): ``"platt"`` (default: per-model sigmoid on out-of-fold scores) or ``"none"``.
-        calibration_cv (int): folds for the out-of-fold scores (grouped when ``groups`` are given). Default 5.
+        calibration (str): ``"shared"`` (default: Platt scaling with one slope for all models and an offset per
+            model), ``"platt"`` (a slope per model) or ``"none"`` (the blend as fitted), fitted on the out-of-fold
+            blend. See the module docstring.
+        calibration_cv (int): folds for the out-of-fold predictions (grouped when ``groups`` are given; kept as
+            ``oof_proba_``, on which route-table targets are met). Default 5.
         max_iter (int): L-BFGS iterations. Default 500.
         neighbours (int): training prompts averaged by the neighbour part; 0 turns it off. Default 80.
         neighbour_weight (float): the neighbour part's weight in the blend. Default 0.7.
@@ -136,7 +175,7 @@ class SuccessHeads(BaseEstimator):
         self,
         C: float = 1.0,
         shared_C: float = 1.0,
-        calibration: str = "platt",
+        calibration: str = "shared",
         calibration_cv: int = 5,
         max_iter: int = 500,
         neighbours: int = 80,
@@ -166,18 +205,15 @@ class SuccessHeads(BaseEstimator):
         """Fit on embeddings ``X`` ``(n, dim)`` and ``scores`` ``(n, n_models)`` in [0, 1], NaN where a model has no
         outcome for a prompt. ``sample_weight`` ``(n,)`` or ``(n, n_models)`` weighs each outcome (e.g. inverse
         propensities); ``groups`` keeps each group in one calibration fold."""
-        if self.calibration not in ("platt", "none"):
-            raise ValueError(f"calibration must be 'platt' or 'none', got {self.calibration!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if not 0 <= self.neighbour_weight <= 1 or self.neighbours < 0:
             raise ValueError("neighbour_weight must be in [0, 1] and neighbours non-negative")
         X = validate_data(self, X, dtype=np.float32)
         Y, W = self._targets(scores, X.shape[0], models, sample_weight)
         self.coef_, self.intercept_ = _fit_linear(X, Y, W, self.C, self.shared_C, self.max_iter)
         self.memory_ = self._memory(X, Y, W)
-        self.calibration_ = np.tile(np.array([1.0, 0.0], dtype=np.float32), (Y.shape[1], 1))
-        self.oof_proba_ = None  # held-out predictions of the training rows, from the calibration folds
-        if self.calibration == "platt":
-            self.calibration_ = self._calibrate(X, Y, W, groups)
+        self.calibration_, self.oof_proba_ = self._calibrate(X, Y, W, groups)
         self.n_outcomes_ = (W > 0).sum(axis=0)
         return self
 
@@ -217,9 +253,12 @@ class SuccessHeads(BaseEstimator):
         k = min(self.neighbours, max(1, len(memory.vectors) // 4))  # a small memory: not a quarter of it or more
         return self.neighbour_weight * memory.predict(X, k) + (1 - self.neighbour_weight) * linear
 
-    def _calibrate(self, X: np.ndarray, Y: np.ndarray, W: np.ndarray, groups: Sequence[Any] | None) -> np.ndarray:
-        """Per-model Platt ``(a, c)`` on the log-odds of the out-of-fold blend; the calibrated out-of-fold
-        predictions are kept (``oof_proba_``: route-table targets are calibrated on them)."""
+    def _calibrate(
+        self, X: np.ndarray, Y: np.ndarray, W: np.ndarray, groups: Sequence[Any] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Platt's ``(a, c)`` per model (``(1, 0)`` with ``calibration="none"``), fitted on the log-odds of the
+        out-of-fold blend, and the calibrated out-of-fold predictions (``oof_proba_``: route-table targets are
+        met on them)."""
         n = X.shape[0]
         folds = min(self.calibration_cv, n)
         if groups is not None and len(set(groups)) >= folds:
@@ -232,9 +271,13 @@ class SuccessHeads(BaseEstimator):
             memory = self._memory(X[train], Y[train], W[train])
             blend[test] = self._blend(X[test] @ coef.T + intercept, X[test], memory)
         L = _logit(blend)
-        params = np.array([platt(L[:, m], Y[:, m], W[:, m]) for m in range(Y.shape[1])], dtype=np.float32)
-        self.oof_proba_ = expit(params[:, 0] * L + params[:, 1])
-        return params
+        if self.calibration == "none":
+            return np.tile(np.array([1.0, 0.0], dtype=np.float32), (Y.shape[1], 1)), blend
+        if self.calibration == "shared":
+            params = shared_platt(L, Y, W).astype(np.float32)
+        else:
+            params = np.array([platt(L[:, m], Y[:, m], W[:, m]) for m in range(Y.shape[1])], dtype=np.float32)
+        return params, expit(params[:, 0] * L + params[:, 1])
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """The regression part's scores (log-odds) ``(n, n_models)``, before the blend and calibration."""

@@ -11,8 +11,9 @@ against the same prompts' real outcomes, with the same report ``router-ml eval-o
   families, so both are shown.
 
 Routers: the default :class:`~router_ml.success.SuccessHeads` (pooled regression blended with the neighbour
-part), its regression part alone, independent per-model heads (the plain per-model logistic regression), and
-RouterBench's kNN router (k = 80, on the whole embedding), all on the router's own embedding.
+part, one Platt slope for all models), the same with a slope per model and unscaled, its regression part alone,
+independent per-model heads (the plain per-model logistic regression), and RouterBench's kNN router (k = 80, on
+the whole embedding), all on the router's own embedding.
 
 Then speed: ``router.route(prompt)`` on a quality route over the 9 dcrouter models (decision cache off) against
 the raw ``embedder.encode(prompt)`` of the same short prompt, the two calls interleaved.
@@ -45,6 +46,8 @@ from router_ml.success.training import save_outcome_router, train_outcomes
 
 FORMS = {
     "success heads": SuccessHeads,
+    "  Platt slope per model": lambda: SuccessHeads(calibration="platt"),
+    "  unscaled": lambda: SuccessHeads(calibration="none"),
     "regression part alone": lambda: SuccessHeads(neighbours=0),
     "per-model LR": lambda: SuccessHeads(shared_C=0.0, neighbours=0, calibration="none"),
 }

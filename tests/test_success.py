@@ -148,7 +148,7 @@ def test_heads_keep_the_estimator_contract(toy):
     again = clone(twin).fit(X, Y, models=MODELS)
     assert np.array_equal(again.coef_, twin.coef_)  # deterministic
     assert np.allclose(twin.predict_proba(X[:5]), 1 / (1 + np.exp(-twin.decision_function(X[:5]))), atol=1e-6)
-    with pytest.raises(ValueError, match="calibration must be one of .*, got 'isotonic'"):
+    with pytest.raises(ValueError, match=r"calibration must be one of .*, got 'isotonic'"):
         SuccessHeads(calibration="isotonic").fit(X, Y)
 
 

@@ -14,11 +14,10 @@ out of training it beat the regression alone on every public outcome set (docs/o
 
 Calibration: Platt scaling of the blend's log-odds, fitted on out-of-fold blends, with **one slope for all
 models** and an offset per model. On a few hundred outcomes the regularised blend is under-confident (expected
-calibration error 0.17 on a 200-prompt set) and the scaling fixes it; on the public sets the blend is nearly
-calibrated already (at most 0.04 out of fold) and the scaling takes 0.01 off. One slope, not one per model: a
-slope per model stretches one model's scores against another's, and so changes the gap between two models that
-a cost–quality policy ranks prompts by. On MMLU subjects held out of training, APGR was 0.62 with one slope,
-0.52 with a slope per model and 0.64 unscaled.
+calibration error 0.17 on a 200-prompt set) and the scaling fixes it; on the public outcome sets the blend is
+nearly calibrated already (0.04 or less out of fold). One slope, not one per model: a slope per model can stretch
+one model's scores against another's, and so change the gap between two models that a cost–quality policy ranks
+prompts by (docs/outcomes.md has the measurements).
 
 Fitted, it is plain arrays (``coef_``, ``intercept_``, ``calibration_``, ``memory_``), which the artifact stores
 as data.

@@ -384,7 +384,7 @@ class Router:
             vectors = self.artifact.model.embedder.encode(all_texts)  # type: ignore[union-attr]
             proba = self.artifact.model.predict_proba_embeddings(vectors, all_texts) if self.labels else None
         parts = [] if proba is None else [proba]
-        if self._success is not None:
+        if self._success is not None and self._quality:  # only a quality route reads them
             parts.append(self._success.proba_of_embeddings(np.asarray(vectors, dtype=np.float32)))
         proba = np.hstack(parts) if parts else np.zeros((len(all_texts), 0))
         final = proba[: len(texts)].copy()

@@ -96,7 +96,6 @@ def encode_success(
 def to_save(saved: SavedSuccess) -> tuple[SuccessHeads, dict[str, float | None], np.ndarray, np.ndarray]:
     """What :func:`encode_success` (and ``artifact.save(success=...)``) takes to write ``saved`` again unchanged:
     a new version of a router keeps the success heads of the one it replaces."""
-    saved.heads.oof_proba_ = saved.train_oof  # the same sampled rows, so it lines up with them
     return saved.heads, saved.prices, saved.train_embeddings.astype(np.float32), saved.train_scores
 
 
@@ -178,10 +177,10 @@ def decode_success(structure: bytes, tensors: bytes, dim: int) -> SavedSuccess:
     heads.calibration_ = arrays["calibration"]
     heads.n_outcomes_ = np.array(value["n_outcomes"])
     heads.n_features_in_ = dim
-    heads.oof_proba_ = None
     heads.memory_ = None
     if "neighbour_mean" in arrays:
         heads.memory_ = Memory(*(arrays[f"neighbour_{f}"] for f in _NEIGHBOUR_FIELDS))
     oof = arrays["train_oof"]
     oof_or_none = None if np.isnan(oof).all() else oof
+    heads.oof_proba_ = oof_or_none  # held-out predictions of the kept rows: what encoding them again needs
     return SavedSuccess(heads, dict(value["prices"]), arrays["train_embeddings"], arrays["train_scores"], oof_or_none)

@@ -11,6 +11,7 @@ dimensions by default: 0.1 ms for 8,000 stored prompts), over at most ``max_rows
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -59,14 +60,10 @@ class Memory:
         total = np.where(known, rows, 0.0).sum(axis=1)
         return np.where(counts > 0, total / np.maximum(counts, 1), self.prior).astype(np.float64)
 
-    @property
+    @cached_property
     def sparse(self) -> bool:
         """Whether some stored outcome is unknown (then the mean is taken over the known ones only)."""
-        cached = self.__dict__.get("_sparse")
-        if cached is None:
-            cached = bool(np.isnan(self.scores).any())
-            object.__setattr__(self, "_sparse", cached)
-        return cached
+        return bool(np.isnan(self.scores).any())
 
 
 def fit_memory(X: np.ndarray, scores: np.ndarray, dims: int, max_rows: int, seed: int = 0) -> Memory:

@@ -11,6 +11,10 @@ The requested ``model`` name picks the behaviour (the part after the last "/" an
 - ``broken-*``      streams two chunks, then drops the connection
 - anything else     answers normally
 
+``answer(model, text)``, given to :class:`StubLLMServer`, replaces the echo of every successful answer (plain or
+streamed, in every wire format): it gets the model as recorded in :attr:`StubLLMServer.requests` and the last
+message's text, and returns the reply text.
+
 A test can also take any model down and bring it back: a model named in :attr:`StubLLMServer.down` (as recorded
 in :attr:`StubLLMServer.requests`) answers HTTP 500 until removed.
 
@@ -30,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -83,7 +89,7 @@ class Received:
         return [str(m.get("role")) for m in self.body.get("messages", [])]
 
 
-def _completion(model: str, text: str) -> dict[str, Any]:
+def _completion(model: str, text: str, reply: str) -> dict[str, Any]:
     prompt_tokens = max(1, len(text) // 4)
     return {
         "id": f"chatcmpl-stub-{random.getrandbits(48):x}",
@@ -93,7 +99,7 @@ def _completion(model: str, text: str) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": f"stub answer to: {text[:80]}"},
+                "message": {"role": "assistant", "content": reply},
                 "finish_reason": "stop",
             }
         ],
@@ -102,10 +108,16 @@ def _completion(model: str, text: str) -> dict[str, Any]:
 
 
 class StubLLMServer:
-    """Runs the stub in a background thread; use as a context manager. ``base_url`` ends in ``/v1``."""
+    """Runs the stub in a background thread; use as a context manager. ``base_url`` ends in ``/v1``.
 
-    def __init__(self, slow_seconds: float = 5.0, seed: int = 0) -> None:
+    ``answer(model, last_user_text)``, when given, writes each reply's text instead of the echo.
+    """
+
+    def __init__(
+        self, slow_seconds: float = 5.0, seed: int = 0, answer: Callable[[str, str], str] | None = None
+    ) -> None:
         self.slow_seconds = slow_seconds
+        self.answer = answer
         self.random = random.Random(seed)
         self.requests: list[str] = []
         self.received: list[Received] = []
@@ -165,6 +177,16 @@ class StubLLMServer:
     def _down() -> web.Response:
         return web.json_response({"error": {"message": "stub model is down", "type": "server_error"}}, status=500)
 
+    def _reply(self, model: str, text: str, limit: int = 80) -> str:
+        """The text of an answer to ``text``: :attr:`answer`'s, else the echo (``limit`` characters of it)."""
+        return self.answer(model, text) if self.answer is not None else f"stub answer to: {text[:limit]}"
+
+    def _pieces(self, model: str, text: str) -> list[str]:
+        """A streamed answer's text deltas, one a word (whitespace kept with the word that follows it)."""
+        if self.answer is None:
+            return [(" " if i else "") + w for i, w in enumerate(f"stub answer to: {text[:40]}".split())]
+        return re.findall(r"\s*\S+", self._reply(model, text)) or [""]
+
     def sent_to(self, model: str) -> list[Received]:
         """The requests ``model`` received (named as in :attr:`requests`), oldest first."""
         with self._lock:
@@ -178,7 +200,8 @@ class StubLLMServer:
         name = model.rsplit("/", 1)[-1]
         kind, _, arg = name.partition("@")
         messages = body.get("messages") or [{"content": ""}]
-        text = str(messages[-1].get("content", ""))
+        content = messages[-1].get("content", "")
+        text = str(content) if self.answer is None else _texts(content)
         if kind.startswith("fail"):
             return web.json_response({"error": {"message": "stub internal error", "type": "server_error"}}, status=500)
         if kind.startswith("ratelimit"):
@@ -200,7 +223,7 @@ class StubLLMServer:
             return web.Response(status=200, text="<html>this is not json</html>", content_type="application/json")
         if body.get("stream"):
             return await self._stream(request, model, text, broken=kind.startswith("broken"))
-        return web.json_response(_completion(model, text))
+        return web.json_response(_completion(model, text, self._reply(model, text)))
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -217,7 +240,7 @@ class StubLLMServer:
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": f"stub answer to: {text[:80]}"}],
+                "content": [{"type": "text", "text": self._reply(f"anthropic/{model}", text)}],
                 "stop_reason": "end_turn",
                 "usage": {"input_tokens": max(1, len(text) // 4), "output_tokens": 12},
             }
@@ -239,7 +262,7 @@ class StubLLMServer:
             {
                 "candidates": [
                     {
-                        "content": {"role": "model", "parts": [{"text": f"stub answer to: {text[:80]}"}]},
+                        "content": {"role": "model", "parts": [{"text": self._reply(f"gemini/{model}", text)}]},
                         "finishReason": "STOP",
                     }
                 ],
@@ -264,7 +287,7 @@ class StubLLMServer:
 
     async def _anthropic_stream(self, request: web.Request, model: str, text: str) -> web.StreamResponse:
         """Anthropic's Messages streaming events, one text delta per word."""
-        words = f"stub answer to: {text[:40]}".split()
+        words = self._pieces(f"anthropic/{model}", text)
         usage = {"input_tokens": max(1, len(text) // 4), "output_tokens": 1}
         start = {"id": f"msg_stub_{random.getrandbits(48):x}", "type": "message", "role": "assistant",
                  "model": model, "content": [], "stop_reason": None, "usage": usage}  # fmt: skip
@@ -273,8 +296,8 @@ class StubLLMServer:
             ("content_block_start", {"type": "content_block_start", "index": 0,
                                      "content_block": {"type": "text", "text": ""}}),
         ]  # fmt: skip
-        for i, word in enumerate(words):
-            delta = {"type": "text_delta", "text": (" " if i else "") + word}
+        for word in words:
+            delta = {"type": "text_delta", "text": word}
             events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
         events += [
             ("content_block_stop", {"type": "content_block_stop", "index": 0}),
@@ -289,11 +312,11 @@ class StubLLMServer:
         model, text, down = await self._gemini_request(request)
         if down:
             return self._down()
-        words = f"stub answer to: {text[:40]}".split()
+        words = self._pieces(f"gemini/{model}", text)
         events: list[tuple[str | None, dict[str, Any]]] = []
         for i, word in enumerate(words):
             chunk: dict[str, Any] = {
-                "candidates": [{"content": {"role": "model", "parts": [{"text": (" " if i else "") + word}]}}],
+                "candidates": [{"content": {"role": "model", "parts": [{"text": word}]}}],
                 "modelVersion": model,
             }
             if i == len(words) - 1:
@@ -306,14 +329,14 @@ class StubLLMServer:
     async def _stream(self, request: web.Request, model: str, text: str, broken: bool = False) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        words = f"stub answer to: {text[:40]}".split()
+        words = self._pieces(model, text)
         for i, word in enumerate(words):
             chunk = {
                 "id": "chatcmpl-stub-stream",
                 "object": "chat.completion.chunk",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [{"index": 0, "delta": {"content": (" " if i else "") + word}, "finish_reason": None}],
+                "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
             }
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
             if broken and i == 1:

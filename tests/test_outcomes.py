@@ -17,7 +17,13 @@ from router_ml.online.outcome import Attempt, Feedback, Outcome
 from router_ml.online.schema import m001_outcomes, m002_feedback
 from router_ml.online.store import OutcomeStore
 
-MIGRATIONS = ["m001_outcomes", "m002_feedback", "m003_instructions_and_sticky", "m004_session_pins"]
+MIGRATIONS = [
+    "m001_outcomes",
+    "m002_feedback",
+    "m003_instructions_and_sticky",
+    "m004_session_pins",
+    "m005_exploration",
+]
 
 
 def make(i: int, label: str = "code", status: str = "ok", text: str | None = None) -> Outcome:

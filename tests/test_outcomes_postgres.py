@@ -22,13 +22,17 @@ from click.testing import CliRunner
 
 from router_ml.cli import cli
 from router_ml.exceptions import StoreError
+from router_ml.online.db import Database, resolve_target
 from router_ml.online.outcome import Outcome
+from router_ml.online.schema import MIGRATIONS as REGISTERED
 from router_ml.online.store import OutcomeStore
 from tests.test_outcomes import MIGRATIONS, make
 
 REPLICA = """
 import sys, time
+from router_ml.online.db import Database, resolve_target
 from router_ml.online.outcome import Outcome
+from router_ml.online.schema import MIGRATIONS as REGISTERED
 from router_ml.online.store import OutcomeStore
 url, replica, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 print("ready", flush=True)
@@ -67,6 +71,40 @@ def test_tables_and_migrations_on_the_server(pg_schema):
     columns = "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema()"
     types = dict(query(url, f"{columns} AND table_name = 'feedback'"))
     assert types["id"] == "bigint" and types["score"] == "double precision"
+
+
+def test_exploration_columns_are_added_to_a_live_log(pg_schema):
+    """A log at m004 with rows gains propensity (double precision), explored and score_failures (with defaults)."""
+    url = pg_schema()
+    db = Database(resolve_target(url))
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for name, migrate in REGISTERED[: MIGRATIONS.index("m005_exploration")]:
+        migrate(db)
+        db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+    db.close()
+    old_row = (
+        "INSERT INTO outcomes (request_id, started_at, finished_at, status, probabilities, abstained, attempts, "
+        "routing_ms, provider_ms, stream) VALUES ('old', 1, 2, 'ok', '{}', 0, '[]', 0, 0, 0)"
+    )
+    query(url, old_row)
+    with OutcomeStore(url) as store:
+        new = make(1)
+        new.propensity, new.explored, new.score_failures = 1 / 3, True, False  # 1/3 needs all 8 bytes
+        store.record(new)
+        old, back = store.get("old"), store.get("req-1")
+    assert (old.propensity, old.explored, old.score_failures) == (None, False, True)
+    assert (back.propensity, back.explored, back.score_failures) == (1 / 3, True, False)
+    found = query(
+        url,
+        "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = 'outcomes' "
+        "AND column_name IN ('propensity', 'explored', 'score_failures') ORDER BY column_name",
+    )
+    assert found == [
+        ("explored", "integer", "NO", "0"),
+        ("propensity", "double precision", "YES", None),
+        ("score_failures", "integer", "NO", "1"),
+    ]
 
 
 def test_stores_opened_together_migrate_once(pg_schema):

@@ -146,6 +146,10 @@ def summary(db: str | None, hours: float | None, as_json: bool) -> None:
     )
     causes = ", ".join(f"{k} {v:.1%}" for k, v in s["fallback_rate_by_cause"].items())
     click.echo(f"fallback rate {s['fallback_rate']:.1%}" + (f" (by cause: {causes})" if causes else ""))
+    click.echo(
+        f"exploration share {s['exploration_share']:.1%} "
+        f"({s['explored']} of {s['policy_routed']} routed requests went first to an exploratory model)"
+    )
     click.echo(f"cost ${s['cost_usd']:.4f}")
     click.echo(
         f"routing p50 {s['routing_ms_p50']:.1f} ms, p95 {s['routing_ms_p95']:.1f} ms; "
@@ -200,15 +204,29 @@ def show(request_id: str, db: str | None) -> None:
     show_default=True,
     help="Lowest score that confirms a routed label (--kind labels).",
 )
+@click.option(
+    "--no-failures",
+    is_flag=True,
+    help="Leave out the automatic 0 of each failed model call (--kind outcomes).",
+)
 @_hours_option()
 def export(
-    out: Path, db: str | None, kind: str, include: tuple[str, ...], min_score: float, hours: float | None
+    out: Path,
+    db: str | None,
+    kind: str,
+    include: tuple[str, ...],
+    min_score: float,
+    no_failures: bool,
+    hours: float | None,
 ) -> None:
     """Write feedback from the log to OUT as JSONL: labelled prompts (the format `router-ml train` reads), or
-    per-model outcomes (text, model, score, cost, source)."""
+    per-model outcomes (text, model, score, cost, source, propensity): one per scored answer, and a 0 for each
+    failed model call unless the request opted out or --no-failures is given."""
     if kind == "outcomes":
-        _export_outcomes(out, db, hours)
+        _export_outcomes(out, db, hours, include_failures=not no_failures)
         return
+    if no_failures:
+        raise click.UsageError("--no-failures applies to --kind outcomes only; leave it out with --kind labels")
     with _store(db) as store:
         counts = store.export(out, include=include, min_score=min_score, since=_since(hours))
     click.echo(
@@ -224,8 +242,8 @@ def export(
         click.echo(f"{counts['unlabelled']} requests with feedback gave no label under these options")
 
 
-def _export_outcomes(out: Path, db: str | None, hours: float | None) -> None:
-    """``outcomes export --kind outcomes``: one row per scored answer; --include/--min-score do not apply."""
+def _export_outcomes(out: Path, db: str | None, hours: float | None, *, include_failures: bool) -> None:
+    """``outcomes export --kind outcomes``: scored answers and failed calls; --include/--min-score do not apply."""
     context = click.get_current_context()
     for name in ("include", "min_score"):
         if context.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
@@ -234,11 +252,12 @@ def _export_outcomes(out: Path, db: str | None, hours: float | None) -> None:
     from ..online.outcome_export import export_outcomes
 
     with _store(db) as store:
-        counts = export_outcomes(store, out, since=_since(hours))
-    click.echo(f"wrote {counts['written']} scored answers to {out} (text, the model that answered, score)")
+        counts = export_outcomes(store, out, since=_since(hours), include_failures=include_failures)
+    failures = f", and a 0 for each of {counts['failures']} failed model calls" if include_failures else ""
+    click.echo(f"wrote {counts['written']} scored answers to {out}{failures}")
     if counts["no_text"]:
         click.echo(
-            f"{counts['no_text']} scored requests could not be exported: "
+            f"{counts['no_text']} requests (scored, or with a failed call) could not be exported: "
             "their prompt text was not stored (prompt storage hash/none)"
         )
     if counts["not_answered"]:

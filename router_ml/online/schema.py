@@ -98,6 +98,15 @@ def m004_session_pins(db: Database) -> None:
     db.execute("CREATE INDEX session_pins_expires_at ON session_pins (expires_at)")
 
 
+@migration
+def m005_exploration(db: Database) -> None:
+    """The first model's probability under the serving policy, whether it was an exploratory choice, and whether
+    a failed call counts as a 0 outcome for its model (rows logged before read as unknown, no, yes)."""
+    db.execute("ALTER TABLE outcomes ADD COLUMN propensity REAL")
+    db.execute("ALTER TABLE outcomes ADD COLUMN explored INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE outcomes ADD COLUMN score_failures INTEGER NOT NULL DEFAULT 1")
+
+
 COLUMNS = [
     "request_id",
     "started_at",
@@ -123,6 +132,9 @@ COLUMNS = [
     "prompt_hash",
     "instructions_hash",
     "sticky",
+    "propensity",
+    "explored",
+    "score_failures",
 ]
 INSERT = (
     f"INSERT INTO outcomes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
@@ -139,6 +151,8 @@ def to_row(outcome: Outcome) -> tuple[Any, ...]:
         abstained=int(outcome.abstained),
         stream=int(outcome.stream),
         sticky=int(outcome.sticky),
+        explored=int(outcome.explored),
+        score_failures=int(outcome.score_failures),
     )
     return tuple(values[c] for c in COLUMNS)
 
@@ -154,4 +168,6 @@ def from_row(names: Sequence[str], row: Sequence[Any]) -> Outcome:
     values["abstained"] = bool(values["abstained"])
     values["stream"] = bool(values["stream"])
     values["sticky"] = bool(values.get("sticky", 0))
+    values["explored"] = bool(values.get("explored", 0))
+    values["score_failures"] = bool(values.get("score_failures", 1))
     return Outcome(**values)

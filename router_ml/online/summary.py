@@ -10,7 +10,7 @@ import numpy as np
 
 from .outcome import Outcome
 
-__all__ = ["summarize"]
+__all__ = ["policy_routed", "summarize"]
 
 
 def _rate(count: int, total: int) -> float:
@@ -21,12 +21,20 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 3) if len(values) else 0.0
 
 
+def policy_routed(outcome: Outcome) -> bool:
+    """Whether the routing policy chose the request's first model and a model was called: not a forced route or
+    model, not a session's pinned model. These requests are the exploration share's denominator, here and in the
+    service's ``/metrics``."""
+    return outcome.called and outcome.forced is None and not outcome.sticky
+
+
 def summarize(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     """Requests, route share, answered / error / fallback rates (fallbacks by cause), attempts per request, cost,
-    and routing and end-to-end latency percentiles of ``outcomes``.
+    the exploration share, and routing and end-to-end latency percentiles of ``outcomes``.
 
     Rates are over the requests that called a model (not decision-only ones). A fallback is
-    :attr:`Outcome.fell_back`, the definition the service's ``/metrics`` counts too.
+    :attr:`Outcome.fell_back`, the definition the service's ``/metrics`` counts too. The exploration share is
+    ``explored`` (:attr:`Outcome.explored`) over ``policy_routed`` requests (:func:`policy_routed`).
     """
     n = len(outcomes)
     if n == 0:
@@ -37,6 +45,8 @@ def summarize(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     routes = Counter(o.label or "-" for o in outcomes)
     costs = [o.cost_usd for o in outcomes if o.cost_usd is not None]
     calls = [sum(a.status != "skipped" for a in o.attempts) for o in called]
+    routed = [o for o in outcomes if policy_routed(o)]
+    explored = sum(o.explored for o in routed)
     return {
         "requests": n,
         "from": min(o.started_at for o in outcomes),
@@ -48,6 +58,9 @@ def summarize(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "fallback_rate": _rate(len(fell_back), len(called)),
         "fallback_rate_by_cause": {k: _rate(v, len(called)) for k, v in sorted(causes.items())},
         "attempts_per_request": round(float(np.mean(calls)), 3) if calls else 0.0,
+        "policy_routed": len(routed),
+        "explored": explored,
+        "exploration_share": _rate(explored, len(routed)),
         "abstention_rate": _rate(sum(o.abstained for o in outcomes), n),
         "cost_usd": round(sum(costs), 6),
         "routing_ms_p50": _percentile([o.routing_ms for o in outcomes], 50),

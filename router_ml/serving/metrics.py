@@ -1,5 +1,8 @@
 """Prometheus metrics of the routing service.
 
+``router_ml_exploration_share`` is computed at each scrape from two counters, ``router_ml_explored`` over
+``router_ml_policy_routed`` (requests whose first model the policy chose: see
+:func:`router_ml.online.summary.policy_routed`), so it is the share since the service started, over all workers.
 With several uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``router-ml serve --workers N`` does it) and every
 worker writes its samples there; ``/metrics`` then aggregates all workers, whichever one answers the scrape.
 """
@@ -7,10 +10,13 @@ worker writes its samples there; ``/metrics`` then aggregates all workers, which
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..online.outcome import Outcome
+from ..online.summary import policy_routed
 from ..router import Decision
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -50,6 +56,13 @@ class Metrics:
         self.fallbacks = Counter(
             "router_ml_fallbacks", "Requests answered by a fallback model, by route.", ["route"], registry=r
         )
+        self.policy_routed = Counter(
+            "router_ml_policy_routed", "Requests whose first model the routing policy chose, by route.", ["route"],
+            registry=r,
+        )  # fmt: skip
+        self.explored = Counter(
+            "router_ml_explored", "Requests sent to an exploratory first model, by route.", ["route"], registry=r
+        )
         self.errors = Counter("router_ml_errors", "Failed requests by kind.", ["kind"], registry=r)
         self.cost = Counter("router_ml_cost_usd", "Estimated provider cost in USD by model.", ["model"], registry=r)
         self.reloads = Counter("router_ml_reloads", "Router artifact reloads by result.", ["result"], registry=r)
@@ -70,6 +83,10 @@ class Metrics:
                 self.cost.labels(outcome.model).inc(outcome.cost_usd)
         if outcome.fell_back:
             self.fallbacks.labels(outcome.label or "forced").inc()
+        if policy_routed(outcome):
+            self.policy_routed.labels(outcome.label or "-").inc()
+            if outcome.explored:
+                self.explored.labels(outcome.label or "-").inc()
         if outcome.called and not outcome.answered:
             self.errors.labels(outcome.status).inc()
 
@@ -80,5 +97,24 @@ class Metrics:
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-            return generate_latest(registry)
-        return generate_latest(self.registry)
+            return generate_latest(_WithExplorationShare(registry))
+        return generate_latest(_WithExplorationShare(self.registry))
+
+
+class _WithExplorationShare:
+    """A registry's metrics, and the exploration share computed from its two counters."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        """Every metric of the registry, then ``router_ml_exploration_share``."""
+        totals = {"router_ml_policy_routed": 0.0, "router_ml_explored": 0.0}
+        for metric in self.registry.collect():
+            if metric.name in totals:
+                totals[metric.name] = sum(s.value for s in metric.samples if s.name.endswith("_total"))
+            yield metric
+        share = totals["router_ml_explored"] / max(1.0, totals["router_ml_policy_routed"])
+        yield GaugeMetricFamily(
+            "router_ml_exploration_share", "Explored requests over policy-routed ones, since the start.", share
+        )

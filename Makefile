@@ -27,8 +27,8 @@ PIP_INSTALL = $(PY) -m pip install --quiet -c constraints.txt
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	( $(PY) -m pip install --quiet uv && $(UV_INSTALL) torch==2.13.0 && $(UV_INSTALL) -e ".[dev]" ) \
-	  || { echo "uv could not install; installing with pip"; $(PIP_INSTALL) torch==2.13.0 && $(PIP_INSTALL) -e ".[dev]"; }
+	( $(PY) -m pip install --quiet uv && $(UV_INSTALL) torch==2.13.0 && $(UV_INSTALL) -e ".[dev,ray]" ) \
+	  || { echo "uv could not install; installing with pip"; $(PIP_INSTALL) torch==2.13.0 && $(PIP_INSTALL) -e ".[dev,ray]"; }
 	touch $@
 
 run: setup

@@ -4,14 +4,16 @@
 - :mod:`.options`: the options and path types several commands share;
 - one module per command family, each adding its commands with ``@cli.command()``: :mod:`.model` (train, eval,
   route, demo), :mod:`.explain` (explain), :mod:`.online` (dispatch, outcomes, feedback, retrain, drift),
-  :mod:`.serving` (serve, backends), :mod:`.outcomes` (train-outcomes, eval-outcomes), :mod:`.collect` (collect).
+  :mod:`.serving` (serve, backends), :mod:`.outcomes` (train-outcomes, eval-outcomes), :mod:`.collect` (collect),
+  :mod:`.batch` (route-batch).
 
 A new command goes into its family's module; a new family is a module imported below.
 """
 
 from __future__ import annotations
 
-from . import collect, explain, model, online, outcomes, serving  # noqa: F401  (each adds its commands to the group)
+# each module adds its commands to the group
+from . import batch, collect, explain, model, online, outcomes, serving  # noqa: F401
 from .group import cli
 
 __all__ = ["cli"]

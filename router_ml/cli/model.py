@@ -22,6 +22,7 @@ from .options import (
     data_columns,
     data_files_option,
     echo_backend,
+    engine_options,
     group_options,
     labelled_data,
     model_option,
@@ -102,10 +103,11 @@ def _c_grid(ctx: click.Context, param: click.Parameter, value: str | None) -> tu
 @click.option("--min-per-label", type=int, default=10, show_default=True, help="Refuse labels with fewer examples.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact directory.")
 @data_columns
+@engine_options
 def train(
     files: tuple[Path, ...], out: Path, routes: Path | None, embedder: str | None, threshold: float | None,
     target_precision: float, calibration: str, instruction: str, c_grid: tuple[float, ...] | None,
-    min_per_label: int, overwrite: bool, text_column: str, label_column: str,
+    min_per_label: int, overwrite: bool, text_column: str, label_column: str, engine: str, address: str | None,
 ) -> None:  # fmt: skip
     """Train a router on labelled prompts and save it as an artifact directory.
 
@@ -113,10 +115,10 @@ def train(
     training split (the held-out split is kept for `router-ml eval`).
     """
     from .. import artifact
+    from ..batch import train_on
     from ..embed import DEFAULT_EMBEDDER
     from ..route_table import bundled_routes_path, load_routes
     from ..training import TrainConfig
-    from ..training import train as fit
 
     data, _ = labelled_data(files, "train", text_column=text_column, label_column=label_column)
     routes_file = routes or bundled_routes_path()
@@ -132,7 +134,7 @@ def train(
     )
     duplicates = f", {len(data.duplicates)} exact duplicates" if data.duplicates else ""
     click.echo(f"training on {len(data)} prompts {data.counts()}{duplicates}")
-    result = fit(data, config)
+    result = train_on(data, config, engine, address)  # embeddings on the engine, the head fitted here
     artifact.save(
         result.model,
         out,
@@ -184,9 +186,11 @@ def train(
 @backend_option()
 @data_columns
 @group_options
+@engine_options
 def eval_command(
     model_dir: Path, data_files: tuple[Path, ...], routes: Path | None, report_dir: Path | None, baselines: bool,
     cv_folds: int, backend: str | None, text_column: str, label_column: str, group_column: str, group_depth: int,
+    engine: str, address: str | None,
 ) -> None:  # fmt: skip
     """Evaluate a trained router: accuracy, macro-F1, per-class scores, confusion matrix, calibration, cost, and
     per-source scores with the worst source when the data says where each prompt came from.
@@ -194,6 +198,7 @@ def eval_command(
     Writes report.json, confusion_matrix.png and reliability.png to --report-dir.
     """
     from ..baselines import start_text_baselines
+    from ..batch import engine_embedder
     from ..data import load_bundled
     from ..embed import embed_texts
     from ..evaluation import evaluate
@@ -215,7 +220,8 @@ def eval_command(
     train_data = load_bundled("train") if baselines else None
     if train_data is not None:  # the TF-IDF baseline needs no embeddings: it is fitted while these are made
         start_text_baselines(train_data.labels, train_data.texts)
-    X = embed_texts(model.embedder, data.texts)
+    embedder = engine_embedder(model.embedder, engine, address, model=model_dir)  # the model's, or on Ray actors
+    X = embed_texts(embedder, data.texts)
     report = evaluate(
         model,
         data,
@@ -224,7 +230,7 @@ def eval_command(
         default_route=router.default_route,
         dataset=name,
         train=train_data,
-        train_embeddings=None if train_data is None else embed_texts(model.embedder, train_data.texts),
+        train_embeddings=None if train_data is None else embed_texts(embedder, train_data.texts),
         embeddings=X,
     )
     click.echo(report.format())

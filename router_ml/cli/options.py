@@ -35,6 +35,7 @@ __all__ = [
     "data_files_option",
     "db_option",
     "echo_backend",
+    "engine_options",
     "group_options",
     "labelled_data",
     "model_option",
@@ -138,6 +139,19 @@ def backend_note(manifest: dict[str, Any], asked: str | None, used: str | None =
 def echo_backend(router: Any, asked: str | None) -> None:
     """Say on stderr which embedder backend ``router`` runs on, and why."""
     click.echo(f"embedder backend: {backend_note(router.artifact.manifest, asked, router.backend)}", err=True)
+
+
+def engine_options(func: F) -> F:
+    """``--engine`` and ``--address``: where the batch work runs, in this process or on a Ray cluster."""
+    func = click.option(
+        "--address", default=None, metavar="ADDR",
+        help="With --engine ray: the Ray cluster to join, such as ray://head:10001 (default: $RAY_ADDRESS, else a "
+        "local Ray runtime on this machine's cores).",
+    )(func)  # fmt: skip
+    return click.option(
+        "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+        help="Run the embedding or routing here (local) or on Ray Data actors (ray; pip install 'router-ml[ray]').",
+    )(func)  # fmt: skip
 
 
 def data_files_option(flag: str, name: str, help: str, *, type: click.Path = EXISTING_FILE) -> Callable[[F], F]:

@@ -293,3 +293,29 @@ def test_train_and_eval_embed_on_ray_and_match_the_local_engine(
     assert reports["ray"]["n"] == len(heldout)
     assert reports["ray"]["accuracy"] == reports["local"]["accuracy"]
     assert reports["ray"]["macro_f1"] == reports["local"]["macro_f1"]
+
+
+def test_an_artifact_with_success_heads_adds_each_models_predicted_success(
+    tiny_router, tiny_data, default_embedder, prompts, tmp_path
+):
+    from router_ml.success import Outcomes, SuccessHeads
+    from router_ml.success.training import save_outcome_router, train_outcomes
+
+    labels = np.array(tiny_data.labels)
+    scores = np.stack([np.isin(labels, ("creative", "simple")), labels == "code"], axis=1).astype(float)
+    outcomes = Outcomes(list(tiny_data.texts), ["cheap", "coder"], scores, [f"<t>:{i}" for i in range(len(labels))])
+    heads = SuccessHeads(neighbours=10, neighbour_weight=0.5)
+    prices = {"cheap": (0.1, 0.1), "coder": (3.0, 3.0)}
+    trained = train_outcomes(outcomes, embedder=default_embedder, heads=heads, prices=prices)
+    category = artifact.load(tiny_router, embedder=default_embedder)
+    path = save_outcome_router(trained, tmp_path / "both", category=category)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in prompts[:40]))
+    route_file(path, source, tmp_path / "out", batch_size=16)
+    table = pq.read_table(tmp_path / "out" / "in.jsonl.parquet")
+    assert table.column_names == ["text", *ADDED, "success"]
+    router = Router.load(path, cache_size=0)
+    for model in ("cheap", "coder"):
+        want = np.concatenate([router.predict_success(prompts[i : min(i + 16, 40)])[model] for i in range(0, 40, 16)])
+        got = [row[model] for row in table.column("success").to_pylist()]
+        assert got == want.tolist() and 0 <= min(got) < max(got) <= 1

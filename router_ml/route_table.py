@@ -34,6 +34,9 @@ A route, or the whole table (top-level keys), may instead pick its model by pred
     candidates = ["openai/gpt-5", "openai/gpt-5-mini"]
     tolerance = 0.02                      # or lambda, max_premium_share, min_quality_share
 
+and send a small share of those requests to another candidate, logging the odds (:mod:`router_ml.success.explore`)
+with the top-level keys ``explore = 0.05`` and ``explore_max_price = 0.01`` (USD per call).
+
 It is validated once, on load, into frozen dataclasses.
 """
 
@@ -48,6 +51,7 @@ from typing import Any
 
 from .exceptions import ConfigError
 from .route_table_options import check_instructions, check_params
+from .success.explore import EXPLORE_KEYS, Exploration
 from .success.policy import RULES, QualityStrategy
 
 __all__ = ["ModelSpec", "Route", "RouteTable", "bundled_routes_path", "estimate_tokens", "load_routes"]
@@ -172,6 +176,7 @@ class RouteTable:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     source: str = "<memory>"
     quality: QualityStrategy | None = None
+    exploration: Exploration = field(default_factory=Exploration)
 
     def __post_init__(self) -> None:
         if not self.routes:
@@ -281,6 +286,7 @@ class RouteTable:
             name: {k: v for k, v in asdict(p).items() if v is not None and v != {}} for name, p in self.models.items()
         }
         top = self.quality.to_dict() if self.quality is not None else {}
+        top |= self.exploration.to_dict()
         return {"default_route": self.default_route, **top, "routes": routes, "models": models}
 
     def save(self, path: str | Path) -> Path:
@@ -296,11 +302,11 @@ class RouteTable:
         """Build and validate a route table from the TOML file's layout."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a table at the top level, found {type(data).__name__}")
-        unknown = set(data) - {"default_route", "routes", "models", *_STRATEGY_KEYS}
+        unknown = set(data) - {"default_route", "routes", "models", *_STRATEGY_KEYS, *EXPLORE_KEYS}
         if unknown:
             raise ConfigError(
-                f"{source}: unknown top-level keys {sorted(unknown)}; expected default_route, [routes.*], [models.*] "
-                f"and a table-wide strategy ({sorted(_STRATEGY_KEYS)})"
+                f"{source}: unknown top-level keys {sorted(unknown)}; expected default_route, [routes.*], [models.*], "
+                f"a table-wide strategy ({sorted(_STRATEGY_KEYS)}) and exploration ({list(EXPLORE_KEYS)})"
             )
         raw_routes = data.get("routes")
         if not isinstance(raw_routes, dict) or not raw_routes:
@@ -309,7 +315,8 @@ class RouteTable:
         models = {name: _price_from_dict(name, spec, source) for name, spec in (data.get("models") or {}).items()}
         default = data.get("default_route", sorted(routes)[0])
         quality = QualityStrategy.from_dict({k: v for k, v in data.items() if k in _STRATEGY_KEYS}, source)
-        return cls(routes=routes, default_route=default, models=models, source=source, quality=quality)
+        exploration = Exploration.from_dict(data, source)
+        return cls(routes, default, models, source, quality, exploration)
 
 
 def _route_from_dict(label: str, spec: Any, source: str) -> Route:

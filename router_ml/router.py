@@ -13,11 +13,11 @@ cache belongs to one :class:`Router`, so loading a new artifact starts empty; hi
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
+import random
 import threading
 import time
-import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,9 @@ from .artifact import load as load_artifact
 from .embed import Embedder
 from .exceptions import ConfigError, DataError, NotFittedError
 from .fast_head import LinearHead
+from .prompts import Prompt, cache_key, routing_texts
 from .route_table import RouteTable, estimate_tokens, load_routes
+from .success.explore import Exploration
 from .success.routing import compile_quality_routes
 
 if TYPE_CHECKING:
@@ -47,10 +49,7 @@ __all__ = [
 ]
 
 CONTEXT_FULL_WEIGHT_WORDS = 12
-CONTEXT_CHARS = 1000
 DEFAULT_CACHE_SIZE = 4096
-
-Prompt = str | Sequence[Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -71,6 +70,8 @@ class Decision:
         success (dict[str, float] | None): with ``"quality"``, each candidate's predicted P(success).
         expected_cost (float | None): the estimated USD cost of the call to ``model`` (prompt length and the
             route's ``output_tokens`` at its prices).
+        propensity (float): the probability that this policy chose ``model`` (1 unless it explores).
+        explored (bool): ``model`` is an exploratory choice, not the policy's own (see ``explore``).
     """
 
     label: str
@@ -85,6 +86,8 @@ class Decision:
     strategy: str = "category"
     success: dict[str, float] | None = None
     expected_cost: float | None = None
+    propensity: float = 1.0
+    explored: bool = False
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -120,48 +123,6 @@ class Explanation:
         return asdict(self)
 
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
-    return ""
-
-
-def routing_texts(prompt: Prompt) -> tuple[str, str | None]:
-    """The text to route on and, for conversations, the preceding context (``None`` if there is none).
-
-    Raises:
-        DataError: an empty prompt, an empty messages list, or no user turn with text.
-    """
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise DataError("the prompt is empty; pass a non-empty string or a messages list")
-        return prompt, None
-    if not isinstance(prompt, Sequence) or not prompt:
-        raise DataError("messages must be a non-empty list of {'role': ..., 'content': ...} objects")
-    for i, message in enumerate(prompt):
-        if not isinstance(message, Mapping) or "role" not in message:
-            raise DataError(f"messages[{i}] must be an object with 'role' and 'content', found {message!r:.80}")
-    user_turns = [i for i, m in enumerate(prompt) if m["role"] == "user" and _content_text(m.get("content")).strip()]
-    if not user_turns:
-        raise DataError("messages contain no user turn with text; the router routes on the last user message")
-    last = user_turns[-1]
-    earlier = [_content_text(m.get("content")) for m in prompt[:last] if m["role"] in ("user", "assistant", "system")]
-    context = "\n".join(t for t in earlier if t.strip())[-CONTEXT_CHARS:]
-    return _content_text(prompt[last]["content"]), (context or None)
-
-
-def _normalize(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFC", text).split())
-
-
-def cache_key(text: str, context: str | None) -> bytes:
-    """Decision-cache key: a hash of the normalized routing text and context."""
-    joined = _normalize(text) + "\x00" + ("" if context is None else _normalize(context))
-    return hashlib.blake2b(joined.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-
 class Router:
     """A trained router plus a route table: decides which model serves a prompt.
 
@@ -171,6 +132,9 @@ class Router:
         threshold (float | None): abstention threshold; the artifact's when ``None``.
         default_route (str | None): route for abstained decisions; the route table's when ``None``.
         cache_size (int): decisions kept in the LRU cache; 0 turns the cache off. Default 4096.
+        explore (float | Exploration | None): the share of quality-routed requests sent to another candidate
+            (:mod:`router_ml.success.explore`); the route table's when ``None``.
+        seed (int | None): seeds the exploration draws, for reproducible runs.
 
     Example:
         >>> router = Router.load("artifacts/router")  # doctest: +SKIP
@@ -186,9 +150,16 @@ class Router:
         threshold: float | None = None,
         default_route: str | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        explore: float | Exploration | None = None,
+        seed: int | None = None,
     ) -> None:
         self.artifact = artifact
         self.routes = routes or load_routes(artifact.routes_path)
+        if explore is not None:  # overrides the table's; a bare share keeps the table's price ceiling
+            ceiling = self.routes.exploration.max_price
+            explore = explore if isinstance(explore, Exploration) else Exploration(explore, ceiling)
+            self.routes = dataclasses.replace(self.routes, exploration=explore)
+        self._rng = random.Random(seed)
         self.labels = [str(c) for c in artifact.model.classes_] if artifact.has_category_head else []
         self.routes.check_labels(self.labels)
         self.threshold = artifact.threshold if threshold is None else float(threshold)
@@ -218,16 +189,21 @@ class Router:
         threshold: float | None = None,
         default_route: str | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        explore: float | Exploration | None = None,
+        seed: int | None = None,
     ) -> Router:
         """Load an artifact directory (and a route table file or object) into a ready router.
 
         ``backend`` runs the artifact on another embedder backend (``"onnx"``, ``"onnx-int8"``), and
         ``fallback_backend`` is used, with a warning, if that backend cannot be built; see
-        :func:`router_ml.artifact.load`.
+        :func:`router_ml.artifact.load`. ``explore`` and ``seed`` are :class:`Router`'s.
         """
         artifact = load_artifact(path, embedder=embedder, backend=backend, fallback_backend=fallback_backend)
         table = routes if isinstance(routes, RouteTable) or routes is None else load_routes(routes)
-        return cls(artifact, table, threshold=threshold, default_route=default_route, cache_size=cache_size)
+        return cls(
+            artifact, table, threshold=threshold, default_route=default_route, cache_size=cache_size,
+            explore=explore, seed=seed,
+        )  # fmt: skip
 
     @property
     def version(self) -> str:
@@ -258,12 +234,15 @@ class Router:
         abstained = confidence < self.threshold
         label = self.default_route if abstained else predicted
         route, quality = self.routes[label], self._quality.get(label)
-        if quality is not None:
-            pick = quality.pick(success, text)
-            model, fallbacks, picked, cost = pick.model, pick.fallbacks, pick.success, pick.expected_cost
+        pick = quality.pick(success, text, self._rng) if quality is not None else None
+        if pick is None:
+            model, fallbacks, cost = (
+                route.model,
+                route.fallbacks,
+                route.price.cost(estimate_tokens(text), route.output_tokens),
+            )
         else:
-            model, fallbacks, picked = route.model, route.fallbacks, None
-            cost = route.price.cost(estimate_tokens(text), route.output_tokens)
+            model, fallbacks, cost = pick.model, pick.fallbacks, pick.expected_cost
         return Decision(
             label=label,
             model=model,
@@ -275,8 +254,10 @@ class Router:
             cached=cached,
             fallbacks=fallbacks,
             strategy="category" if quality is None else "quality",
-            success=picked,
+            success=None if pick is None else pick.success,
             expected_cost=cost,
+            propensity=1.0 if pick is None else pick.propensity,
+            explored=pick is not None and pick.explored,
         )
 
     def predict_success(self, texts: str | Sequence[str]) -> dict[str, np.ndarray]:

@@ -317,22 +317,30 @@ def test_export_outcomes_round_trip(store_db, tmp_path):
     out = tmp_path / "scored.jsonl"
     result = CliRunner().invoke(cli, ["outcomes", "export", str(out), "--kind", "outcomes", "--db", db])
     assert result.exit_code == 0, result.output
-    assert f"wrote 3 scored answers to {out}" in result.output
-    assert "1 scored requests could not be exported" in result.output  # no prompt text
+    assert f"wrote 3 scored answers to {out}, and a 0 for each of 3 failed model calls" in result.output
+    assert "1 requests (scored, or with a failed call) could not be exported" in result.output  # no prompt text
     assert "1 scored requests were left out: no model answered them in full" in result.output
-    rows = {r["source"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
-    assert rows["online:r1:fell-back"] == {
+    rows = {(r["source"], r["model"]): r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert rows["online:r1:fell-back", "anthropic/claude-sonnet-4-5"] == {
         "text": "Fix this SQL", "model": "anthropic/claude-sonnet-4-5", "score": 0.75, "cost": 0.001,
-        "source": "online:r1:fell-back", "route": "code",
+        "source": "online:r1:fell-back", "route": "code", "propensity": None, "explored": False, "fell_back": True,
+        "automatic": False,
     }  # fmt: skip
-    assert "cost" not in rows["online:r1:no-cost"]
+    assert rows["online:r1:fell-back", "openai/gpt-5"]["automatic"] is True  # the failed first call: a 0
+    assert "cost" not in rows["online:r1:no-cost", "openai/gpt-5-mini"]
 
     o = load_outcomes(out, group_column="source")
-    assert o.texts == ["Reverse a list in Go", "Fix this SQL", "Sum a column"]
-    assert o.models == ["anthropic/claude-sonnet-4-5", "openai/gpt-5", "openai/gpt-5-mini"]
-    assert matrix(o) == [[None, 1.0, None], [0.75, None, None], [None, None, 0.0]]
-    assert np.array_equal(o.costs, [[NAN, 0.002, NAN], [0.001, NAN, NAN], [NAN, NAN, NAN]], equal_nan=True)
-    assert o.groups == ["online:r1"] * 3
+    assert sorted(o.texts) == ["Explain monads", "Fix this SQL", "Reverse a list in Go", "Sum a column"]
+    assert o.models == ["anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-pro", "openai/gpt-5", "openai/gpt-5-mini"]
+    by_text = dict(zip(o.texts, matrix(o), strict=True))
+    assert by_text == {
+        "Reverse a list in Go": [None, None, 1.0, None], "Fix this SQL": [0.75, None, 0.0, None],
+        "Explain monads": [None, 0.0, 0.0, None], "Sum a column": [None, None, None, 0.0],
+    }  # fmt: skip
+    costs = dict(zip(o.texts, o.costs.tolist(), strict=True))
+    assert costs["Reverse a list in Go"][2] == 0.002 and costs["Fix this SQL"][0] == 0.001
+    assert np.isnan(costs["Fix this SQL"][2])  # an automatic 0 carries no cost
+    assert o.groups == ["online:r1"] * 4
 
 
 def test_export_kinds_keep_their_options_apart(store_db, tmp_path):

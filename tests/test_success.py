@@ -621,11 +621,15 @@ def test_a_candidate_priced_under_models_keeps_its_price_when_it_is_the_routes_m
     assert route.costs(250).tolist() == pytest.approx(_per_call(250).tolist())
 
 
-def test_a_quality_route_needs_success_heads(small_artifact, embedder):
+def test_a_quality_route_without_success_heads_starts_cold_on_its_own_model(small_artifact, embedder):
     table = load_routes().to_dict()
-    table["routes"]["code"] |= {"strategy": "quality", "candidates": [table["routes"]["code"]["model"]]}
-    with pytest.raises(ConfigError, match=r"route 'code' has strategy = \"quality\", but this artifact has no success"):
-        Router.load(small_artifact, RouteTable.from_dict(table), embedder=embedder)
+    code = table["routes"]["code"]
+    code |= {"strategy": "quality", "candidates": [*code.get("fallbacks", []), code["model"]]}
+    router = Router.load(small_artifact, RouteTable.from_dict(table), embedder=embedder)
+    decision = router.route("Fix the off-by-one error in this Python loop: for i in range(len(xs) + 1): print(xs[i])")
+    assert decision.label == "code" and decision.strategy == "quality"
+    assert decision.model == code["model"] and decision.fallbacks == tuple(code["fallbacks"])
+    assert decision.success is None and decision.propensity == 1.0 and not decision.explored
     with pytest.raises(NotFittedError, match="has no success heads; train them with `router-ml train-outcomes`"):
         Router.load(small_artifact, embedder=embedder).predict_success(["hello"])
 

@@ -213,6 +213,7 @@ def save(
     embeddings: np.ndarray | None = None,
     neighbours_per_label: int = NEIGHBOURS_PER_LABEL,
     success: SuccessToSave | None = None,
+    embedder_only: bool = False,
 ) -> Path:
     """Write a fitted :class:`RouterModel` as an artifact directory (data files only, manifest last).
 
@@ -232,6 +233,8 @@ def save(
         success (tuple | None): fitted :class:`~router_ml.success.SuccessHeads`, each model's price (or
             ``None``), and their training embeddings and scores (a sample is kept for the kNN baseline). With
             success heads, ``model`` may be an embedder alone (no fitted category head).
+        embedder_only (bool): save ``model``'s embedder alone, for a route table whose quality routes start cold
+            and explore until retraining learns success heads from the outcomes.
 
     Returns:
         Path: the artifact directory.
@@ -240,7 +243,7 @@ def save(
         ArtifactError: a non-empty ``path`` without ``overwrite``, foreign files in it, a head the data-only
             format cannot hold, or embeddings that do not fit ``data`` and the model's embedder.
     """
-    if success is None:
+    if success is None and not embedder_only:
         model._check_fitted()
     if model.embedder is None:
         raise ArtifactError("the model has no embedder; an artifact needs the embedder its heads read")

@@ -152,7 +152,8 @@ def validate_listing(where: Path, files: Any) -> dict[str, dict[str, Any]]:
                 f"{where}: declares {name} as {size!r:.40} bytes; expected 0 to {MAX_BYTES[name]:,}. "
                 "The manifest is corrupt or hostile: retrain the router"
             )
-    missing = [] if {HEAD_JSON, SUCCESS_JSON} & set(files) else [HEAD_JSON, HEAD_TENSORS]
+    # a head, success heads, or (an embedder alone, whose quality routes start cold) a route table
+    missing = [] if {HEAD_JSON, SUCCESS_JSON, ROUTES} & set(files) else [HEAD_JSON, HEAD_TENSORS]
     missing += [name for pair in _PAIRS for name in sorted(pair) if name not in files and pair & set(files)]
     listed_export = _EXPORT_PATHS & set(files)
     if missing or listed_export not in (set(), _EXPORT_PATHS):

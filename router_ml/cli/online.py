@@ -1,5 +1,5 @@
 """``router-ml`` commands of the online loop: dispatch, outcomes (summary, list, show, export), feedback, retrain,
-drift: thin, like the rest of the command line."""
+drift: thin, like the rest of the command line (retrain and simulate are in :mod:`.loop`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ import click
 
 from .group import cli
 from .options import (
-    DIR,
-    EXISTING_DIR,
     FILE,
     PROMPT_STORAGE,
     F,
@@ -31,7 +29,7 @@ from .options import (
 if TYPE_CHECKING:
     from ..online.store import OutcomeStore
 
-__all__ = ["dispatch", "drift", "export", "feedback", "list_outcomes", "outcomes", "retrain", "show", "summary"]
+__all__ = ["dispatch", "drift", "export", "feedback", "list_outcomes", "outcomes", "show", "summary"]
 
 
 def _hours_option(default: float | None = None) -> Callable[[F], F]:
@@ -275,61 +273,6 @@ def feedback(request_id: str, label: str | None, score: str | None, comment: str
     with _store(db) as store:
         store.add_feedback(request_id, label=label, score=score, comment=comment)
     click.echo(f"feedback recorded for {request_id}")
-
-
-@cli.command()
-@click.option(
-    "--champion", required=True, type=EXISTING_DIR, help="Current artifact, or a models directory with CURRENT."
-)
-@data_files_option("--feedback", "feedback_files", "Exported feedback JSONL (repeatable).")
-@data_files_option("--base", "base_files", "Base training data (default: the bundled training split).")
-@data_files_option(
-    "--eval", "eval_files", "Held-out data both models are scored on (default: the bundled held-out split)."
-)
-@click.option(
-    "--models-dir", type=DIR, help="Where new versions go (default: the champion's models directory or parent)."
-)
-@click.option("--metric", type=click.Choice(["macro_f1", "accuracy"]), default="macro_f1", show_default=True)
-@click.option(
-    "--tolerance",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="How much worse the challenger may be and still be promoted.",
-)
-@click.option("--dry-run", is_flag=True, help="Compare only; promote nothing.")
-@click.option("--report", type=FILE, help="Also write the comparison as JSON here.")
-def retrain(
-    champion: Path,
-    feedback_files: tuple[Path, ...],
-    base_files: tuple[Path, ...],
-    eval_files: tuple[Path, ...],
-    models_dir: Path | None,
-    metric: str,
-    tolerance: float,
-    dry_run: bool,
-    report: Path | None,
-) -> None:
-    """Train a challenger on base data + feedback; promote it only if it is no worse than the champion."""
-    from ..data import load_files
-    from ..online.retrain import retrain as run
-
-    (base, _), (held, name) = labelled_data(base_files, "train"), labelled_data(eval_files, "heldout")
-    fb = load_files(feedback_files) if feedback_files else None
-    result = run(
-        champion,
-        base,
-        held,
-        feedback=fb,
-        models_dir=models_dir,
-        metric=metric,
-        tolerance=tolerance,
-        dry_run=dry_run,
-        eval_name=name,
-    )
-    click.echo(result.format())
-    if report is not None:
-        report.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
 @cli.command()

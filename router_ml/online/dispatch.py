@@ -23,7 +23,7 @@ import asyncio
 import functools
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,13 +121,15 @@ class Dispatcher:
 
     # -- planning ----------------------------------------------------------------------------------------------
     def _prepare(
-        self, prompt: Prompt, route: str | None, model: str | None, params: Mapping[str, Any], session: str | None
+        self, prompt: Prompt, route: str | None, model: str | None, params: dict[str, Any], session: str | None
     ) -> tuple[Outcome, list[str] | None, list[dict[str, Any]]]:
         """Validate the request; the chain is ``None`` when the router (or a session's pin) still has to decide."""
+        score_failures = params.pop("score_failures", True)
         check_caller_params(params)
         check_session(session)
         text, _ = routing_texts(prompt)  # validates the prompt (empty messages, no user turn, ...)
         outcome = Outcome(request_id=uuid.uuid4().hex, started_at=time.time(), prompt_text=text)
+        outcome.score_failures = bool(score_failures)
         if self.router is not None:
             outcome.router_version = self.router.version
         chain: list[str] | None = None
@@ -148,6 +150,7 @@ class Dispatcher:
         outcome.label, outcome.predicted = decision.label, decision.predicted
         outcome.confidence, outcome.probabilities = decision.confidence, decision.probabilities
         outcome.abstained = decision.abstained
+        outcome.propensity, outcome.explored = decision.propensity, decision.explored
         if decision.strategy == "quality":  # the router picked the model and ordered the fallbacks
             return list(decision.chain)
         return list(self.routes[decision.label].chain)
@@ -254,7 +257,9 @@ class Dispatcher:
                 content has arrived, so a stream that fails before that falls back like a plain call.
             session (str | None): the conversation's id: its first routed turn pins it to the model that answered,
                 later turns go there first (``result.outcome.sticky`` says whether the pin held).
-            **params: passed to the model (temperature, max_tokens, tools, ...), over the route table's defaults.
+            **params: passed to the model (temperature, max_tokens, tools, ...), over the route table's defaults;
+                ``score_failures=False`` (not passed on) keeps this request's failed calls out of the outcomes that
+                retraining learns from (by default a failed call is a 0 for its model).
 
         Raises:
             DispatchError: every model in the chain failed, or the deadline passed (the outcome is logged).

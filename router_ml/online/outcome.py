@@ -78,6 +78,9 @@ class Outcome:
     prompt_hash: str | None = None
     instructions_hash: str | None = None  # the route table's instructions the last model called got (SHA-256 prefix)
     sticky: bool = False  # a session's pinned model answered
+    propensity: float | None = None  # P(first model) under the serving policy; None when forced or pinned
+    explored: bool = False  # the first model was an exploratory choice (route table's ``explore``)
+    score_failures: bool = True  # a failed call to a model counts as a 0 outcome for it (the caller may opt out)
 
     @property
     def called(self) -> bool:

@@ -84,6 +84,10 @@ def _fit_linear(
 
 
 CALIBRATIONS = ("shared", "platt", "none")
+NEIGHBOUR_PSEUDOCOUNT = 10.0
+"""Where outcomes are sparse (a log: one model per prompt), a model's neighbour mean counts the regression's
+prediction as this many neighbours: with 4,000 logged dcrouter calls (10 % explored over 9 models) the policy's
+true quality went from 0.60 (plain mean of the few known neighbours) to 0.62 (no neighbour part: 0.625)."""
 MIN_CALIBRATION_OUTCOMES = 30
 """A model with fewer outcomes is not recalibrated (``(a, c) = (1, 0)``): too few to fit two parameters."""
 
@@ -250,7 +254,8 @@ class SuccessHeads(BaseEstimator):
         if memory is None:
             return linear
         k = min(self.neighbours, max(1, len(memory.vectors) // 4))  # a small memory: not a quarter of it or more
-        return self.neighbour_weight * memory.predict(X, k) + (1 - self.neighbour_weight) * linear
+        near = memory.predict(X, k, base=linear, strength=NEIGHBOUR_PSEUDOCOUNT)  # few known: the regression
+        return self.neighbour_weight * near + (1 - self.neighbour_weight) * linear
 
     def _calibrate(
         self, X: np.ndarray, Y: np.ndarray, W: np.ndarray, groups: Sequence[Any] | None

@@ -45,8 +45,13 @@ class Memory:
         """Unit-length projections of embeddings ``X``."""
         return _unit((_unit(np.asarray(X, dtype=np.float32)) - self.mean) @ self.components.T)
 
-    def predict(self, X: np.ndarray, k: int) -> np.ndarray:
-        """``(n, n_models)``: each model's mean outcome over the ``k`` nearest stored prompts that have one."""
+    def predict(self, X: np.ndarray, k: int, base: np.ndarray | None = None, strength: float = 0.0) -> np.ndarray:
+        """``(n, n_models)``: each model's mean outcome over the ``k`` nearest stored prompts that have one.
+
+        Where outcomes are sparse (a log holds one model per prompt), a model may have few known outcomes among the
+        ``k`` neighbours; their mean is then shrunk towards ``base`` (``(n, n_models)``, e.g. the regression's
+        prediction; the model's mean outcome when ``None``) as if ``strength`` more neighbours had that value.
+        """
         similarity = self.project(X) @ self.vectors.T
         k = min(k, self.vectors.shape[0])
         if k < similarity.shape[1]:
@@ -58,7 +63,9 @@ class Memory:
         known = ~np.isnan(rows)
         counts = known.sum(axis=1)
         total = np.where(known, rows, 0.0).sum(axis=1)
-        return np.where(counts > 0, total / np.maximum(counts, 1), self.prior).astype(np.float64)
+        base = np.broadcast_to(self.prior if base is None else base, total.shape)
+        mean = (total + strength * base) / np.maximum(counts + strength, 1e-12)
+        return np.where(counts + strength > 0, mean, base).astype(np.float64)
 
     @cached_property
     def sparse(self) -> bool:

@@ -8,13 +8,15 @@ The cost of a call is estimated from the prompt's length (one token per four cha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..exceptions import ConfigError
 from ..route_table import estimate_tokens
+from .explore import Exploration
 from .policy import QualityStrategy, calibrate_lambda
 
 if TYPE_CHECKING:
@@ -27,12 +29,15 @@ __all__ = ["Pick", "QualityRoute", "compile_quality_routes"]
 @dataclass(frozen=True)
 class Pick:
     """A quality route's choice for one prompt: the model, the fallbacks (by predicted success), each candidate's
-    predicted success, and the expected USD cost of the call."""
+    predicted success (``None`` before any success heads), the expected USD cost of the call, the choice's
+    probability under the policy and whether it was an exploratory one."""
 
     model: str
     fallbacks: tuple[str, ...]
-    success: dict[str, float]
+    success: dict[str, float] | None
     expected_cost: float
+    propensity: float = 1.0
+    explored: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class QualityRoute:
         rule (str): ``"tolerance"`` or ``"lambda"`` (targets are calibrated to a λ).
         value (float): the rule's number.
         calibrated (dict | None): for a target, what the λ measured on held-out outcomes.
+        exploration (Exploration): the share of requests sent to another candidate, and its price ceiling.
+        cold (bool): no success heads yet: the candidates are served in their listed order (the first is the
+            route's ``model``) until retraining learns them.
     """
 
     candidates: tuple[str, ...]
@@ -57,38 +65,55 @@ class QualityRoute:
     rule: str
     value: float
     calibrated: dict[str, float] | None = None
+    exploration: Exploration = field(default_factory=Exploration)
+    cold: bool = False
 
     def costs(self, prompt_tokens: float) -> np.ndarray:
         """Expected USD cost of one call to each candidate."""
         return (prompt_tokens * self.input_price + self.output_tokens * self.output_price) / 1e6
 
-    def pick(self, success: np.ndarray, text: str) -> Pick:
-        """The choice for one prompt from all models' predicted success (in the heads' column order); the same
-        rule as :func:`~.policy.choose`, for one row without its batch machinery."""
-        p = success[self.columns]
-        costs = self.costs(estimate_tokens(text))
+    def greedy(self, p: np.ndarray, costs: np.ndarray) -> int:
+        """The policy's own choice from the candidates' predicted success and costs (the same rule as
+        :func:`~.policy.choose`, for one row without its batch machinery)."""
         by_cost = np.argsort(costs, kind="stable")  # the first of equal values wins: the cheaper
         if self.rule == "tolerance":
-            chosen = int(by_cost[np.argmax(p[by_cost] >= p.max() - self.value - 1e-12)])
+            return int(by_cost[np.argmax(p[by_cost] >= p.max() - self.value - 1e-12)])
+        gain = p - self.value * costs / max(float(costs.max()), 1e-300)
+        return int(by_cost[np.argmax(gain[by_cost])])
+
+    def pick(self, success: np.ndarray, text: str, rng: random.Random | None = None) -> Pick:
+        """The choice for one prompt from all models' predicted success (in the heads' column order); with
+        ``rng`` and exploration on, sometimes another candidate (:class:`~.explore.Exploration`)."""
+        costs = self.costs(estimate_tokens(text))
+        if self.cold:  # no success heads yet: the listed order
+            p, greedy = -np.arange(len(self.candidates), dtype=float), 0
         else:
-            gain = p - self.value * costs / max(float(costs.max()), 1e-300)
-            chosen = int(by_cost[np.argmax(gain[by_cost])])
+            p = success[self.columns]
+            greedy = self.greedy(p, costs)
+        chosen, propensity, explored = greedy, 1.0, False
+        if rng is not None:
+            chosen, propensity, explored = self.exploration.choose(greedy, costs, rng)
         order = [i for i in np.argsort(-p, kind="stable") if i != chosen]
         return Pick(
             model=self.candidates[chosen],
             fallbacks=tuple(self.candidates[i] for i in order),
-            success={c: float(v) for c, v in zip(self.candidates, p, strict=True)},
+            success=None if self.cold else {c: float(v) for c, v in zip(self.candidates, p, strict=True)},
             expected_cost=float(costs[chosen]),
+            propensity=propensity,
+            explored=explored,
         )
 
 
 def _compile(
-    label: str, strategy: QualityStrategy, routes: RouteTable, saved: SavedSuccess, oof: np.ndarray | None
+    label: str, strategy: QualityStrategy, routes: RouteTable, saved: SavedSuccess | None, oof: np.ndarray | None
 ) -> QualityRoute:
-    known = [str(m) for m in saved.heads.models_]
-    candidates = strategy.candidates or tuple(known)
+    route = routes[label]
+    known = [str(m) for m in saved.heads.models_] if saved is not None else []
+    candidates = strategy.candidates or tuple(known) or route.chain
+    if saved is None:  # cold start: the route's model first, then the rest as listed
+        candidates = tuple(dict.fromkeys([route.model, *candidates]))
     unknown = [c for c in candidates if c not in known]
-    if unknown:
+    if unknown and saved is not None:
         raise ConfigError(
             f"{routes.source}: route {label!r} names candidates {unknown} that the success heads do not know; "
             f"they know {known}: train-outcomes on outcomes of those models, or remove them"
@@ -100,17 +125,18 @@ def _compile(
             f'{routes.source}: route {label!r} has no price for {unpriced}; add [models."<name>"] with input_price '
             "and output_price (USD per million tokens)"
         )
-    route = routes[label]
     compiled = QualityRoute(
         candidates=tuple(candidates),
-        columns=np.array([known.index(c) for c in candidates]),
+        columns=np.array([known.index(c) if c in known else -1 for c in candidates]),
         input_price=np.array([p.input_price for p in prices]),  # type: ignore[union-attr]
         output_price=np.array([p.output_price for p in prices]),  # type: ignore[union-attr]
         output_tokens=route.output_tokens,
         rule=strategy.rule if strategy.rule in ("tolerance", "lambda") else "lambda",
         value=strategy.value,
+        exploration=routes.exploration,
+        cold=saved is None,
     )
-    if strategy.rule in ("tolerance", "lambda"):
+    if strategy.rule in ("tolerance", "lambda") or saved is None:
         return compiled
     if oof is None or not len(oof):
         raise ConfigError(f"{routes.source}: route {label!r}: {strategy.rule} needs held-out outcomes in the artifact")
@@ -118,24 +144,22 @@ def _compile(
     lam, measured = calibrate_lambda(
         oof[:, compiled.columns], saved.train_scores[:, compiled.columns], typical, strategy.rule, strategy.value
     )
-    return QualityRoute(**{**compiled.__dict__, "value": lam, "calibrated": measured})
+    return replace(compiled, value=lam, calibrated=measured)
 
 
 def compile_quality_routes(routes: RouteTable, saved: SavedSuccess | None) -> dict[str, QualityRoute]:
     """The quality routes of ``routes`` (by label), checked against the artifact's success heads.
 
+    Without success heads (``saved`` is ``None``) a quality route starts *cold*: it serves its ``model``, then its
+    other candidates as listed, and explores if the table says so, until retraining learns success heads from
+    the outcomes; its targets are calibrated once there are heads.
+
     Raises:
-        ConfigError: a quality route without success heads, an unknown or unpriced candidate, an unmet target.
+        ConfigError: an unknown or unpriced candidate, an unmet target.
     """
     out: dict[str, QualityRoute] = {}
     for label in routes.labels:
         strategy = routes.strategy_for(label)
-        if strategy is None:
-            continue
-        if saved is None:
-            raise ConfigError(
-                f'{routes.source}: route {label!r} has strategy = "quality", but this artifact has no success '
-                "heads; train them with `router-ml train-outcomes`, or remove the strategy"
-            )
-        out[label] = _compile(label, strategy, routes, saved, saved.train_oof)
+        if strategy is not None:
+            out[label] = _compile(label, strategy, routes, saved, saved.train_oof if saved is not None else None)
     return out

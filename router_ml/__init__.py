@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str | None] = {
     "TrainConfig": "training",
     "train": "training",
     "evaluate": "evaluation",
+    "route_file": "batch",
     "artifact": None,
     "RouterMLError": "exceptions",
     "DataError": "exceptions",

@@ -16,9 +16,10 @@ independent per-model heads (the plain per-model logistic regression), and Route
 the whole embedding), all on the router's own embedding.
 
 Then speed: ``router.route(prompt)`` on a quality route over the 9 dcrouter models (decision cache off) against
-the raw ``embedder.encode(prompt)`` of the same short prompt, the two calls interleaved.
+the raw ``embedder.encode(prompt)`` of the same short prompt, the two calls interleaved; again with 10 %
+exploration (decided in-process).
 
-    python scripts/bench_outcomes.py [--shared ../shared/outcomes] [--json out.json] [--repeats 300]
+    python scripts/bench_outcomes.py [--shared ../shared/outcomes] [--json out.json] [--repeats 300] [--speed-only]
 """
 
 from __future__ import annotations
@@ -136,7 +137,14 @@ def speed(path: Path, prices: dict[str, float], repeats: int, folder: Path) -> d
     router = Router.load(save_outcome_router(result, folder / "router", overwrite=True), cache_size=0)
     embedder = router.artifact.model.embedder
     raw, routed = timed_pairs(lambda: embedder.encode(SHORT_PROMPT), lambda: router.route(SHORT_PROMPT), repeats, 60)
-    return {"raw_p50_ms": raw.p50, "route_p50_ms": routed.p50, "ratio": routed.p50 / raw.p50}
+    explorer = Router(router.artifact, router.routes, cache_size=0, explore=0.1, seed=0)  # exploration decided here
+    raw2, explored = timed_pairs(
+        lambda: embedder.encode(SHORT_PROMPT), lambda: explorer.route(SHORT_PROMPT), repeats, 60
+    )
+    return {
+        "raw_p50_ms": raw.p50, "route_p50_ms": routed.p50, "ratio": routed.p50 / raw.p50,
+        "explore_raw_p50_ms": raw2.p50, "explore_route_p50_ms": explored.p50, "explore_ratio": explored.p50 / raw2.p50,
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -144,6 +152,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "outcomes")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--speed-only", action="store_true", help="Only the routing latency.")
     args = parser.parse_args()
     meta = json.loads((args.shared / "models.json").read_text())
     two = {meta["routellm"]["weak"]: TWO_MODEL_PRICES[0], meta["routellm"]["strong"]: TWO_MODEL_PRICES[1]}
@@ -155,7 +164,7 @@ def main() -> None:
         ("dcrouter-random", "dcrouter-train.jsonl", many, 1),
     ]
     out = {}
-    for name, file, prices, seeds in plan:
+    for name, file, prices, seeds in [] if args.speed_only else plan:
         if not (args.shared / file).is_file():
             print(f"{file}: not found, skipped")
             continue
@@ -172,7 +181,8 @@ def main() -> None:
         s = out["speed"]
         print(
             f"\nquality route: route p50 {s['route_p50_ms']:.2f} ms vs raw embedding {s['raw_p50_ms']:.2f} ms: "
-            f"{s['ratio']:.2f}x"
+            f"{s['ratio']:.2f}x; exploring 10 %: {s['explore_route_p50_ms']:.2f} ms vs "
+            f"{s['explore_raw_p50_ms']:.2f} ms: {s['explore_ratio']:.2f}x"
         )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))

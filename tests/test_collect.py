@@ -337,6 +337,9 @@ def test_a_corrupt_outcomes_file_names_its_line(stub, table, tmp_path):
         ({"reference_column": "answer", "out": "answers.csv"}, "must be .jsonl"),
         ({"reference_column": "answer", "models": [" ", ""]}, "no models to collect"),
         ({"reference_column": "answer", "concurrency": 0}, "at least 1"),
+        ({"reference_column": "answer", "engine": "spark"}, "engine must be one of local, ray"),
+        ({"reference_column": "answer", "address": "ray://head:10001"}, "is for the ray engine; add --engine ray"),
+        ({"reference_column": "answer", "engine": "ray", "workers": 0}, "workers must be at least 1"),
     ],
 )
 def test_bad_options_are_refused_before_any_call(stub, table, tmp_path, kwargs, what):

@@ -140,3 +140,16 @@ def test_the_log_keeps_each_choices_odds_and_exploration_never_moves_a_pinned_se
         assert row.propensity == pytest.approx(result.decision.propensity)
         assert row.explored == result.decision.explored
     assert any(logged[r.request_id].explored for r in plain)
+
+
+def test_serve_explore_overrides_the_tables_share(quality_dir, tmp_path):  # noqa: F811
+    from router_ml.serving.metrics import Metrics
+    from router_ml.serving.settings import ServiceConfig
+    from router_ml.serving.state import ServiceState
+
+    routes = RouteTable.from_dict(quality_table(strategy="quality", explore=0.05)).save(tmp_path / "routes.toml")
+    config = ServiceConfig(model=str(quality_dir), routes=str(routes), explore=0.25)
+    assert ServiceConfig.from_json(config.to_json()) == config  # how the workers receive it
+    assert ServiceState(config, Metrics()).load_router().routes.exploration.rate == 0.25
+    table_only = ServiceConfig(model=str(quality_dir), routes=str(routes))
+    assert ServiceState(table_only, Metrics()).load_router().routes.exploration.rate == 0.05

@@ -71,12 +71,16 @@ def _keys(value: str | None) -> list[str]:
 @_setting(
     "--session-ttl", "Seconds an x-router-session pin lives after its last turn (0: off).", type=click.FloatRange(0)
 )
+@click.option(
+    "--explore", type=click.FloatRange(0, 1), help="Share of quality-routed requests sent to another candidate "
+    "(default: the route table's explore)."
+)  # fmt: skip
 @click.option("--log-level", default="info", show_default=True)
 def serve(
     model_dir: Path, routes: Path | None, host: str, port: int, workers: int, db: str | None, backend: str | None,
     fallback_backend: str | None, api_keys: str | None, admin_key: str | None, reload_interval: float,
     max_body_bytes: int, max_messages: int, cache_size: int, max_batch: int, max_wait_ms: float, timeout: float,
-    deadline: float, prompt_storage: str, session_ttl: float, log_level: str,
+    deadline: float, prompt_storage: str, session_ttl: float, explore: float | None, log_level: str,
 ) -> None:  # fmt: skip
     """Serve the router as an OpenAI-compatible HTTP API (model "router" routes; see the README)."""
     import uvicorn
@@ -88,7 +92,7 @@ def serve(
         fallback_backend=fallback_backend, api_keys=_keys(api_keys), admin_key=admin_key or None,
         max_body_bytes=max_body_bytes, max_messages=max_messages, cache_size=cache_size, max_batch=max_batch,
         max_wait_ms=max_wait_ms, timeout=timeout, deadline=deadline, reload_interval=reload_interval,
-        prompt_storage=prompt_storage, session_ttl=session_ttl,  # type: ignore[arg-type]
+        prompt_storage=prompt_storage, session_ttl=session_ttl, explore=explore,  # type: ignore[arg-type]
     )  # fmt: skip
     os.environ[CONFIG_ENV] = config.to_json()  # the workers build the app from it (uvicorn --factory)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

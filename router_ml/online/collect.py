@@ -13,25 +13,29 @@ The answer is scored by a judge model (through the dispatcher too) or against a 
 - **Failures.** A call that no attempt answered is written with score 0 and an ``error`` field, or with
   ``skip_failures`` not written (a rerun retries it). A judge that gives no score leaves the pair unwritten: it is
   never guessed, and a rerun asks again. Both kinds are logged, with the reason, to ``OUT.errors.jsonl``.
-- ``concurrency`` pairs are in flight at most (a pair's answer, then its judging).
+- ``concurrency`` pairs are in flight at most (a pair's answer, then its judging), per worker.
+- **Engines** (:mod:`.collect_ray`). ``local`` answers here; ``ray`` on Ray actors, a dispatcher each. This process
+  still skips done pairs, writes each row as it comes back (an interruption loses the pairs in flight) and counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..exceptions import ConfigError, DataError, DispatchError
 from ..route_table import RouteTable, load_routes
 from ..rows import read_rows
+from .collect_ray import check_engine, engine_slots
 from .dispatch import Dispatcher
 from .judge import answer_text, grade_reference, judge_answer
 
-__all__ = ["CollectSummary", "PromptRow", "acollect", "collect", "collected_pairs", "read_prompts"]
+__all__ = ["CollectSummary", "PairSpec", "PromptRow", "acollect", "collect", "collected_pairs", "read_prompts"]
 
 _ERROR_CHARS = 600
 
@@ -61,6 +65,7 @@ class CollectSummary:
         cost (float): USD of this run's answers. judge_cost (float): USD of this run's judge calls.
         duplicates (int): repeated prompts of the prompts file, collected once.
         truncated (bool): whether a cut-off last line of ``out`` was dropped before resuming.
+        engine (str): ``"local"`` or ``"ray"``. workers (int): Ray actors, else 1 (0: nothing was pending).
     """
 
     out: Path
@@ -75,6 +80,8 @@ class CollectSummary:
     duplicates: int = 0
     truncated: bool = False
     failures_written: int = 0
+    engine: str = "local"
+    workers: int = 1
 
     @property
     def remaining(self) -> int:
@@ -96,6 +103,8 @@ class CollectSummary:
             lines.append(f"{self.duplicates} repeated prompts in the prompts file were collected once")
         if self.truncated:
             lines.append(f"dropped a cut-off last line of {self.out} (an interrupted write) and collected it again")
+        if self.engine != "local" and self.workers:
+            lines.append(f"answered on the {self.engine} engine by {self.workers} worker{'s' * (self.workers > 1)}")
         return "\n".join(lines)
 
 
@@ -189,76 +198,87 @@ def _row(line: bytes) -> dict[str, Any] | None:
 
 
 class _Sink:
-    """Appends rows to the outcomes file (flushed one by one) and unwritten pairs to the errors file."""
+    """Appends rows to the outcomes file and unwritten pairs to the errors file (opened at the first), each flushed."""
 
     def __init__(self, out: Path, errors: Path) -> None:
-        self.errors_path = errors
         out.parent.mkdir(parents=True, exist_ok=True)
-        self.out: IO[str] = out.open("a", encoding="utf-8")
-        self.errors: IO[str] | None = None
+        self.errors_path, self.files = errors, {"row": out.open("a", encoding="utf-8")}
 
-    def row(self, row: dict[str, Any]) -> None:
-        self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.out.flush()
-
-    def error(self, row: dict[str, Any]) -> None:
-        if self.errors is None:
-            self.errors = self.errors_path.open("a", encoding="utf-8")
-        self.errors.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.errors.flush()
+    def write(self, kind: str, row: dict[str, Any]) -> None:
+        """Append ``row`` to the outcomes file (``kind`` "row") or the errors file ("error")."""
+        if kind not in self.files:
+            self.files[kind] = self.errors_path.open("a", encoding="utf-8")
+        self.files[kind].write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.files[kind].flush()
 
     def close(self) -> None:
-        self.out.close()
-        if self.errors is not None:
-            self.errors.close()
+        for handle in self.files.values():
+            handle.close()
+
+
+PairAnswerer = Callable[[PromptRow, str], Awaitable["PairOutcome"]]  # an engine's slot: one pair at a time
 
 
 @dataclass(frozen=True)
-class _Job:
-    """Everything one pair needs."""
+class PairSpec:
+    """How pairs are answered and scored: the table, the judge (``None``: the reference), the dispatcher's
+    ``limits`` (timeout, deadline, retries). Picklable: each engine worker :meth:`build` s its own dispatcher."""
 
-    dispatcher: Dispatcher
+    routes: RouteTable
     judge: str | None
-    skip_failures: bool
-    sink: _Sink
-    summary: CollectSummary
+    limits: dict[str, Any]
+
+    def build(self) -> PairAnswerer:
+        """Answers and scores pairs through a dispatcher of its own (no outcome store: the rows are the log)."""
+        return partial(answer_pair, Dispatcher(routes=self.routes, store=None, **self.limits), self.judge)
 
 
-async def _collect_pair(job: _Job, item: PromptRow, model: str) -> None:
-    """Answer, score and record one pair."""
+@dataclass(frozen=True)
+class PairOutcome:
+    """One pair from a worker: its outcome row (a failed call's: score 0 and ``error``), or for an answer the judge
+    gave no score its error row (``unscored``); and what its answer and judging cost."""
+
+    row: dict[str, Any]
+    failed: bool = False
+    unscored: bool = False
+    cost: float = 0.0
+    judge_cost: float = 0.0
+
+
+async def answer_pair(dispatcher: Dispatcher, judge: str | None, item: PromptRow, model: str) -> PairOutcome:
+    """Answer one pair through ``dispatcher``, then score it by ``judge`` or by the prompt's reference."""
     base: dict[str, Any] = {"text": item.text, "model": model}
     if item.source is not None:
         base["source"] = item.source
-    summary = job.summary
     try:
-        result = await job.dispatcher.acomplete(item.text, model=model)
+        result = await dispatcher.acomplete(item.text, model=model)
     except DispatchError as exc:
-        summary.failed += 1
-        error = str(exc)[:_ERROR_CHARS]
-        if job.skip_failures:
-            job.sink.error({**base, "error": error})
-        else:
-            job.sink.row({**base, "score": 0.0, "error": error})
-            summary.written += 1
-            summary.failures_written += 1
-        return
-    cost = result.outcome.cost_usd
-    summary.cost += cost or 0.0
-    answer = answer_text(result.response)
-    if job.judge is None:
+        return PairOutcome({**base, "score": 0.0, "error": str(exc)[:_ERROR_CHARS]}, failed=True)
+    answer, cost = answer_text(result.response), result.outcome.cost_usd
+    if judge is None:
         assert item.reference is not None
-        score: float | None = grade_reference(answer, item.reference)
-        error = None
+        score, error, judge_cost = grade_reference(answer, item.reference), None, 0.0
     else:
-        score, error, judge_cost = await judge_answer(job.dispatcher, job.judge, item.text, answer)
-        summary.judge_cost += judge_cost
+        score, error, judge_cost = await judge_answer(dispatcher, judge, item.text, answer)
     if score is None:
-        summary.unscored += 1
-        job.sink.error({**base, "answer": answer, "error": error})
-        return
+        return PairOutcome({**base, "answer": answer, "error": error}, unscored=True, cost=cost or 0.0,
+                           judge_cost=judge_cost)  # fmt: skip
     row = {**base, "score": round(score, 6), **({"cost": cost} if cost is not None else {}), "answer": answer}
-    job.sink.row(row | ({"judge": job.judge} if job.judge else {}))
+    return PairOutcome(row | ({"judge": judge} if judge else {}), cost=cost or 0.0, judge_cost=judge_cost)
+
+
+def _record(done: PairOutcome, sink: _Sink, summary: CollectSummary, skip_failures: bool) -> None:
+    """Count one pair in the summary and write its row, or its error when it is left out."""
+    summary.cost += done.cost
+    summary.judge_cost += done.judge_cost
+    summary.failed += done.failed
+    summary.unscored += done.unscored
+    if done.unscored or (done.failed and skip_failures):
+        sink.write("error", {k: v for k, v in done.row.items() if k != "score"})
+        return
+    sink.write("row", done.row)
     summary.written += 1
+    summary.failures_written += done.failed
 
 
 def _models(models: Sequence[str], judge: str | None, table: RouteTable) -> list[str]:
@@ -290,78 +310,70 @@ def _check_options(out: Path, prompts: Path, judge: str | None, reference_column
 
 
 async def acollect(
-    prompts_path: str | Path,
-    models: Sequence[str],
-    out: str | Path,
-    *,
-    routes: RouteTable | str | Path | None = None,
-    judge: str | None = None,
-    reference_column: str | None = None,
-    concurrency: int = 4,
-    skip_failures: bool = False,
-    text_column: str = "text",
-    source_column: str = "source",
-    timeout: float = 60.0,
-    deadline: float = 120.0,
-    retries: int = 1,
-    progress: bool = True,
-) -> CollectSummary:
+    prompts_path: str | Path, models: Sequence[str], out: str | Path, *, routes: RouteTable | str | Path | None = None,
+    judge: str | None = None, reference_column: str | None = None, concurrency: int = 4, skip_failures: bool = False,
+    text_column: str = "text", source_column: str = "source", timeout: float = 60.0, deadline: float = 120.0,
+    retries: int = 1, progress: bool = True, engine: str = "local", address: str | None = None,
+    workers: int | None = None,
+) -> CollectSummary:  # fmt: skip
     """The async :func:`collect` (same arguments), for code that already runs an event loop."""
     prompts_path, out = Path(prompts_path), Path(out)
     _check_options(out, prompts_path, judge, reference_column, concurrency)
+    check_engine(engine, address, workers)  # Ray missing: one line, before the prompts are read
     table = routes if isinstance(routes, RouteTable) else load_routes(routes)
     names = _models(models, judge, table)
     items, duplicates = read_prompts(
         prompts_path, text_column=text_column, source_column=source_column, reference_column=reference_column
     )
     done, truncated = collected_pairs(out)
-    summary = CollectSummary(out, out.with_name(f"{out.stem}.errors.jsonl"), duplicates=duplicates)
+    summary = CollectSummary(out, out.with_name(f"{out.stem}.errors.jsonl"), duplicates=duplicates, engine=engine)
     summary.truncated, summary.pairs = truncated, len(items) * len(names)
     pending = [(item, model) for item in items for model in names if (item.text, model) not in done]
     summary.skipped = summary.pairs - len(pending)
-    dispatcher = Dispatcher(routes=table, store=None, timeout=timeout, deadline=deadline, retries=retries)
-    sink = _Sink(out, summary.errors)
-    job = _Job(dispatcher, judge, skip_failures, sink, summary)
-    try:
-        await _run(job, iter(pending), len(pending), concurrency, progress)
-    finally:
-        sink.close()
+    spec = PairSpec(table, judge, {"timeout": timeout, "deadline": deadline, "retries": retries})
+    with engine_slots(spec, concurrency, engine, address, workers, len(pending)) as slots:
+        summary.workers = len(slots) // concurrency
+        sink = _Sink(out, summary.errors)
+        record = partial(_record, sink=sink, summary=summary, skip_failures=skip_failures)
+        try:
+            await _run(slots, iter(pending), len(pending), record, summary, progress)
+        finally:
+            sink.close()
     return summary
 
 
-async def _run(job: _Job, pending: Iterator[tuple[PromptRow, str]], total: int, concurrency: int, bar: bool) -> None:
-    """``concurrency`` workers take the pending pairs one at a time; the progress bar shows the cost so far."""
+async def _run(
+    slots: Sequence[PairAnswerer], pending: Iterator[tuple[PromptRow, str]], total: int,
+    record: Callable[[PairOutcome], None], summary: CollectSummary, bar: bool,
+) -> None:  # fmt: skip
+    """Each slot takes the pending pairs one at a time, and each pair is recorded as it comes back; the progress
+    bar shows the cost so far. An error stops every slot (the pairs in flight are lost: a rerun sends them)."""
     from tqdm import tqdm
 
     with tqdm(total=total, desc="collect", unit="pair", disable=not bar, dynamic_ncols=True) as progress:
 
-        async def worker() -> None:
-            for item, model in pending:  # one shared iterator: each pair goes to exactly one worker
-                await _collect_pair(job, item, model)
-                s = job.summary
-                progress.set_postfix_str(f"cost ${s.cost + s.judge_cost:.4f}, failed {s.failed}", refresh=False)
+        async def worker(answer: PairAnswerer) -> None:
+            for item, model in pending:  # one shared iterator: each pair goes to exactly one slot
+                record(await answer(item, model))
+                cost = summary.cost + summary.judge_cost
+                progress.set_postfix_str(f"cost ${cost:.4f}, failed {summary.failed}", refresh=False)
                 progress.update()
 
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, total))))
+        tasks = [asyncio.ensure_future(worker(answer)) for answer in slots[:total]]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
 
 
 def collect(
-    prompts_path: str | Path,
-    models: Sequence[str],
-    out: str | Path,
-    *,
-    routes: RouteTable | str | Path | None = None,
-    judge: str | None = None,
-    reference_column: str | None = None,
-    concurrency: int = 4,
-    skip_failures: bool = False,
-    text_column: str = "text",
-    source_column: str = "source",
-    timeout: float = 60.0,
-    deadline: float = 120.0,
-    retries: int = 1,
-    progress: bool = True,
-) -> CollectSummary:
+    prompts_path: str | Path, models: Sequence[str], out: str | Path, *, routes: RouteTable | str | Path | None = None,
+    judge: str | None = None, reference_column: str | None = None, concurrency: int = 4, skip_failures: bool = False,
+    text_column: str = "text", source_column: str = "source", timeout: float = 60.0, deadline: float = 120.0,
+    retries: int = 1, progress: bool = True, engine: str = "local", address: str | None = None,
+    workers: int | None = None,
+) -> CollectSummary:  # fmt: skip
     """Send every prompt of ``prompts_path`` to every model, score each answer and append it to ``out``.
 
     Args:
@@ -372,10 +384,14 @@ def collect(
         routes (RouteTable | str | Path | None): models, endpoints and prices (default: the bundled table).
         judge (str | None): a model of the table that grades each answer (``SCORE: 1``–``10``, to [0, 1]).
         reference_column (str | None): grade by exact match against this column instead of a judge.
-        concurrency (int): pairs in flight at most. Default 4.
+        concurrency (int): pairs in flight at most, per worker. Default 4.
         skip_failures (bool): leave a failed call out (a rerun retries it) instead of writing a 0.
         timeout, deadline, retries: the dispatcher's, per call (see :class:`Dispatcher`).
         progress (bool): show a progress bar with the cost so far (on stderr).
+        engine (str): ``"local"`` (this process) or ``"ray"`` (the pairs spread over Ray actors, each with its own
+            dispatcher; ``pip install 'router-ml[ray]'``); this process resumes, writes and counts either way.
+        address (str | None): the Ray cluster to join (default: ``$RAY_ADDRESS``, else a local runtime).
+        workers (int | None): Ray actors (default: one per cluster CPU, at most one per pending pair).
 
     Returns:
         CollectSummary: rows written, pairs skipped, failures and cost.

@@ -36,6 +36,8 @@ class ServiceConfig:
         prompt_storage (str): what the outcome log keeps of prompts: ``full``, ``hash`` or ``none``.
         session_ttl (float): seconds a session's pin (``x-router-session``) lives after its last turn; 0 turns
             stickiness off. Default 1800.
+        explore (float | None): the share of quality-routed requests sent to another candidate, overriding the
+            route table's ``explore`` (:mod:`router_ml.success.explore`); the table's when ``None``.
     """
 
     model: str
@@ -56,6 +58,7 @@ class ServiceConfig:
     reload_interval: float = 0.0
     prompt_storage: PromptStorage = "full"
     session_ttl: float = 1800.0  # router_ml.online.sessions.DEFAULT_SESSION_TTL (not imported: this module stays light)
+    explore: float | None = None
 
     def to_json(self) -> str:
         """The settings as JSON (how ``router-ml serve`` hands them to the workers)."""

@@ -91,8 +91,9 @@ class ServiceState:
         """The router the settings name (blocking: embedder and classifier load from disk)."""
         c = self.config
         return Router.load(
-            c.model, c.routes, backend=c.backend, fallback_backend=c.fallback_backend, cache_size=c.cache_size
-        )
+            c.model, c.routes, backend=c.backend, fallback_backend=c.fallback_backend, cache_size=c.cache_size,
+            explore=c.explore,
+        )  # fmt: skip
 
     def start(self) -> None:
         """Load and warm the router, open the store, and build the batcher and the dispatcher (blocking)."""

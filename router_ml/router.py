@@ -168,7 +168,8 @@ class Router:
         self._quality = compile_quality_routes(self.routes, artifact.success)
         if not self.labels and self.default_route not in self._quality:
             raise ConfigError(
-                f"{artifact.path} has success heads but no category head, so every prompt takes the default route "
+                f"{artifact.path} has {'success heads but ' if artifact.success else 'an embedder and '}no category "
+                f"head, so every prompt takes the default route "
                 f'{self.default_route!r}: give it (or the table) strategy = "quality"'
             )
         self._success = artifact.success.heads if artifact.success is not None else None

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from router_ml import artifact
 from router_ml.cli import cli
-from router_ml.exceptions import DataError
+from router_ml.exceptions import ConfigError, DataError
 from router_ml.model import RouterModel
 from router_ml.online.logged import read_logged
 from router_ml.online.relearn import retrain_success
@@ -166,3 +166,11 @@ def test_retrain_outcomes_from_the_command_line(toy, default_embedder, tmp_path)
     assert (models / "CURRENT").read_text().strip() == "router-v001"
     mixed = runner.invoke(cli, [*args, "--feedback", str(log)])
     assert mixed.exit_code == 2 and "--outcomes retrains success heads" in mixed.output
+
+
+def test_an_embedder_alone_needs_a_quality_default_route(default_embedder, tmp_path):
+    models = cold_models(tmp_path, default_embedder)
+    category = RouteTable.from_dict(quality_table())  # no strategy: the category route needs a category head
+    with pytest.raises(ConfigError, match="has an embedder and no category head, so every prompt takes the default"):
+        Router.load(models, category, embedder=default_embedder)
+    assert Router.load(models, embedder=default_embedder).route("hello there").model == PREMIUM  # cold: its model

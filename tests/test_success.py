@@ -635,7 +635,7 @@ def test_a_quality_route_without_success_heads_starts_cold_on_its_own_model(smal
 
 
 def test_success_heads_alone_need_a_quality_default_route(quality_artifact):
-    with pytest.raises(ConfigError, match="has success heads but no category head"):
+    with pytest.raises(ConfigError, match="has success heads but no category head, so every prompt takes"):
         Router(quality_artifact, RouteTable.from_dict(quality_table()))
 
 

@@ -101,9 +101,12 @@ def _quality_rows(logged: LoggedOutcomes, routes: RouteTable, default: str) -> l
     return out
 
 
-def _greedy(routes: dict[str, QualityRoute], labels: list[str | None], texts: list[str], P: np.ndarray | None):
+def _greedy(
+    routes: dict[str, QualityRoute], labels: list[str | None], texts: list[str], P: np.ndarray | None
+) -> tuple[list[str | None], np.ndarray]:
     """Each evaluable row's choice (a model name) and its expected cost under the compiled routes' own rules."""
-    chosen, costs = [], []
+    chosen: list[str | None] = []
+    costs: list[float] = []
     for i, (label, text) in enumerate(zip(labels, texts, strict=True)):
         if label is None:
             chosen.append(None)
@@ -117,7 +120,9 @@ def _greedy(routes: dict[str, QualityRoute], labels: list[str | None], texts: li
     return chosen, np.array(costs)
 
 
-def _fit(logged: LoggedOutcomes, X: np.ndarray, models: list[str], clip: float, params: dict[str, Any]):
+def _fit(
+    logged: LoggedOutcomes, X: np.ndarray, models: list[str], clip: float, params: dict[str, Any]
+) -> tuple[SuccessHeads, np.ndarray, float]:
     """Success heads on one observed cell per row, weighted by the capped inverse propensity."""
     col = np.array([models.index(m) for m in logged.models])
     rows = np.arange(len(logged))

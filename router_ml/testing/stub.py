@@ -89,7 +89,9 @@ class Received:
         return [str(m.get("role")) for m in self.body.get("messages", [])]
 
 
-def _completion(model: str, text: str, reply: str) -> dict[str, Any]:
+def _completion(model: str, text: str, reply: str | None = None) -> dict[str, Any]:
+    """A chat completion answering ``text`` with ``reply`` (the echo by default; the chaos endpoint uses it too)."""
+    reply = f"stub answer to: {text[:80]}" if reply is None else reply
     prompt_tokens = max(1, len(text) // 4)
     return {
         "id": f"chatcmpl-stub-{random.getrandbits(48):x}",

@@ -354,19 +354,21 @@ class Router:
 
     def _probabilities(self, pairs: list[tuple[str, str | None]]) -> np.ndarray:
         """Label probabilities, then each model's predicted success (with success heads), of (text, context) pairs
-        with one embedding pass, context blended in."""
+        with one embedding pass (none when nothing reads it: quality routes that start cold), context blended in."""
         texts = [t for t, _ in pairs]
         contexts = [(i, c) for i, (_, c) in enumerate(pairs) if c is not None]
         all_texts = texts + [c for _, c in contexts]
+        embed = self.artifact.model.embedder.encode  # type: ignore[union-attr]
+        vectors, parts = None, []
         if self._head is not None:
             text_logits = self._head.text_logits(all_texts)  # before the embedding: see LinearHead.text_logits
-            vectors = self.artifact.model.embedder.encode(all_texts)  # type: ignore[union-attr]
-            proba = self._head.predict_proba(vectors, all_texts, text_logits)
-        else:
-            vectors = self.artifact.model.embedder.encode(all_texts)  # type: ignore[union-attr]
-            proba = self.artifact.model.predict_proba_embeddings(vectors, all_texts) if self.labels else None
-        parts = [] if proba is None else [proba]
+            vectors = embed(all_texts)
+            parts.append(self._head.predict_proba(vectors, all_texts, text_logits))
+        elif self.labels:  # a head the fast path cannot compile
+            vectors = embed(all_texts)
+            parts.append(self.artifact.model.predict_proba_embeddings(vectors, all_texts))
         if self._success is not None and self._quality:  # only a quality route reads them
+            vectors = embed(all_texts) if vectors is None else vectors
             parts.append(self._success.proba_of_embeddings(np.asarray(vectors, dtype=np.float32)))
         proba = np.hstack(parts) if parts else np.zeros((len(all_texts), 0))
         final = proba[: len(texts)].copy()

@@ -16,7 +16,7 @@ from typing import Any
 
 from .exceptions import DataError
 
-__all__ = ["SUFFIXES", "read_rows"]
+__all__ = ["SUFFIXES", "read_records", "read_rows"]
 
 SUFFIXES = (".jsonl", ".csv")
 """The file types :func:`read_rows` reads, by extension."""
@@ -37,8 +37,20 @@ def read_rows(
 
     Returns:
         Iterator[tuple[dict, str]]: the row (JSON values; CSV cells are strings, ``""`` when empty) and its origin.
-        Blank JSONL lines are skipped.
+        Blank JSONL lines are skipped; a malformed line raises a :class:`DataError` naming it.
     """
+    for row, origin, problem in read_records(path, columns, check_header=check_header):
+        if problem is not None:
+            raise DataError(f"{origin}: {problem}")
+        yield row, origin  # type: ignore[misc]
+
+
+def read_records(
+    path: Path, columns: Sequence[str], *, check_header: HeaderCheck | None = None
+) -> Iterator[tuple[dict[str, Any] | None, str, str | None]]:
+    """:func:`read_rows` for a caller that may skip malformed lines: ``(row, origin, None)``, or
+    ``(None, origin, problem)`` for a line that is not a JSON object or a CSV row with too many fields. A file that
+    cannot be read at all still raises a :class:`DataError`."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise DataError(f"{path}: unsupported file type {suffix!r}; expected .jsonl (one JSON object a line) or .csv")
@@ -56,7 +68,7 @@ def read_rows(
             raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
 
 
-def _jsonl(handle: Any, path: Path, columns: Sequence[str]) -> Iterator[tuple[dict[str, Any], str]]:
+def _jsonl(handle: Any, path: Path, columns: Sequence[str]) -> Iterator[tuple[dict[str, Any] | None, str, str | None]]:
     for number, line in enumerate(handle, start=1):
         if not line.strip():
             continue
@@ -64,18 +76,18 @@ def _jsonl(handle: Any, path: Path, columns: Sequence[str]) -> Iterator[tuple[di
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{origin}: invalid JSON ({exc.msg} at column {exc.colno}); expected one object a line"
-            ) from None
+            yield None, origin, f"invalid JSON ({exc.msg} at column {exc.colno}); expected one object a line"
+            continue
         if not isinstance(row, dict):
             example = ", ".join(f'"{c}": ...' for c in columns)
-            raise DataError(f"{origin}: expected a JSON object like {{{example}}}, found {type(row).__name__}")
-        yield row, origin
+            yield None, origin, f"expected a JSON object like {{{example}}}, found {type(row).__name__}"
+            continue
+        yield row, origin, None
 
 
 def _csv(
     handle: Any, path: Path, columns: Sequence[str], check_header: HeaderCheck | None
-) -> Iterator[tuple[dict[str, Any], str]]:
+) -> Iterator[tuple[dict[str, Any] | None, str, str | None]]:
     reader = csv.DictReader(handle)
     if not reader.fieldnames:  # no line at all, or only blank ones
         names = " and ".join(", ".join(repr(c) for c in columns).rsplit(", ", 1))
@@ -85,5 +97,6 @@ def _csv(
     for row in reader:
         origin = f"{path}:{reader.line_num}"
         if None in row:
-            raise DataError(f"{origin}: more fields than the header has columns; quote fields that contain commas")
-        yield row, origin
+            yield None, origin, "more fields than the header has columns; quote fields that contain commas"
+        else:
+            yield row, origin, None

@@ -9,16 +9,15 @@ as strings, the other values JSON-encoded.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigError, DataError
 from ..router import routing_texts
+from ..rows import read_records
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -106,41 +105,6 @@ def _problem(value: Any, column: str) -> str | None:
     return None
 
 
-def _records(path: Path, text_column: str) -> Iterator[tuple[dict[str, Any] | None, str, str | None]]:
-    """Each record of a JSONL or CSV file: (row or ``None``, ``file:line``, problem or ``None``)."""
-    try:
-        handle = path.open(encoding="utf-8", newline="")
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        try:
-            if path.suffix.lower() == ".jsonl":
-                for number, line in enumerate(handle, start=1):
-                    if line.strip():
-                        yield _json_record(line, f"{path}:{number}")
-                return
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames:
-                raise DataError(f"{path}: the CSV file is empty; expected a header row with {text_column!r}")
-            _check_column(path, list(reader.fieldnames), text_column)
-            extra = "more fields than the header has columns; quote fields that hold commas"
-            for row in reader:
-                origin = f"{path}:{reader.line_num}"
-                yield (None, origin, extra) if None in row else (row, origin, None)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
-
-
-def _json_record(line: str, origin: str) -> tuple[dict[str, Any] | None, str, str | None]:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return None, origin, f"invalid JSON ({exc.msg} at column {exc.colno}); expected one object a line"
-    if not isinstance(row, dict):
-        return None, origin, f"expected a JSON object, found {type(row).__name__}"
-    return row, origin, None
-
-
 def read_part(path: Path, text_column: str) -> Part:
     """Read one part and check every row's prompt (see the module's docstring for what is malformed).
 
@@ -161,7 +125,11 @@ def read_part(path: Path, text_column: str) -> Part:
         kept = table if not bad else table.take(pa.array(good, type=pa.int64()))
         return Part(path, kept, [values[i] for i in good], good, bad)
     records, rows, bad = [], [], []
-    for index, (row, origin, problem) in enumerate(_records(path, text_column)):
+
+    def header(names: list[str], origin: str) -> None:
+        _check_column(path, names, text_column)
+
+    for index, (row, origin, problem) in enumerate(read_records(path, (text_column,), check_header=header)):
         if row is not None and problem is None:
             problem = _problem(row.get(text_column), text_column)
         if problem is None:

@@ -23,7 +23,7 @@ import asyncio
 import functools
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,10 +121,10 @@ class Dispatcher:
 
     # -- planning ----------------------------------------------------------------------------------------------
     def _prepare(
-        self, prompt: Prompt, route: str | None, model: str | None, params: dict[str, Any], session: str | None
-    ) -> tuple[Outcome, list[str] | None, list[dict[str, Any]]]:
+        self, prompt: Prompt, route: str | None, model: str | None, params: Mapping[str, Any], session: str | None,
+        score_failures: bool,
+    ) -> tuple[Outcome, list[str] | None, list[dict[str, Any]]]:  # fmt: skip
         """Validate the request; the chain is ``None`` when the router (or a session's pin) still has to decide."""
-        score_failures = params.pop("score_failures", True)
         check_caller_params(params)
         check_session(session)
         text, _ = routing_texts(prompt)  # validates the prompt (empty messages, no user turn, ...)
@@ -245,6 +245,7 @@ class Dispatcher:
         decision_only: bool = False,
         stream: bool = False,
         session: str | None = None,
+        score_failures: bool = True,
         **params: Any,
     ) -> DispatchResult:
         """Route ``prompt`` (a string or OpenAI-style messages) and call the model, asynchronously.
@@ -257,15 +258,15 @@ class Dispatcher:
                 content has arrived, so a stream that fails before that falls back like a plain call.
             session (str | None): the conversation's id: its first routed turn pins it to the model that answered,
                 later turns go there first (``result.outcome.sticky`` says whether the pin held).
-            **params: passed to the model (temperature, max_tokens, tools, ...), over the route table's defaults;
-                ``score_failures=False`` (not passed on) keeps this request's failed calls out of the outcomes that
-                retraining learns from (by default a failed call is a 0 for its model).
+            score_failures (bool): a failed call counts as a 0 outcome for its model in the outcomes retraining
+                learns from (``outcomes export --kind outcomes``); ``False`` keeps this request's failures out.
+            **params: passed to the model (temperature, max_tokens, tools, ...), over the route table's defaults.
 
         Raises:
             DispatchError: every model in the chain failed, or the deadline passed (the outcome is logged).
         """
         began = time.perf_counter()
-        outcome, chain, messages = self._prepare(prompt, route, model, params, session)
+        outcome, chain, messages = self._prepare(prompt, route, model, params, session, score_failures)
         decision, pin = None, None
         if chain is None and session is not None and self.pins is not None and not decision_only:
             pin, chain = await self._offload(self.pins.resume, session, self.routes, outcome)
@@ -328,11 +329,12 @@ class Dispatcher:
         decision_only: bool = False,
         stream: bool = False,
         session: str | None = None,
+        score_failures: bool = True,
         **params: Any,
     ) -> DispatchResult:
         """Synchronous :meth:`acomplete` (same arguments, same policy and logging; streams are plain iterators)."""
         began = time.perf_counter()
-        outcome, chain, messages = self._prepare(prompt, route, model, params, session)
+        outcome, chain, messages = self._prepare(prompt, route, model, params, session, score_failures)
         decision, pin = None, None
         if chain is None and session is not None and self.pins is not None and not decision_only:
             pin, chain = self.pins.resume(session, self.routes, outcome)

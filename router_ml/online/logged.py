@@ -18,6 +18,7 @@ import numpy as np
 
 from ..exceptions import DataError
 from ..rows import read_rows
+from ..success.data import _number as parse_number
 from ..success.data import group_key
 
 __all__ = ["LoggedOutcomes", "read_logged"]
@@ -41,15 +42,10 @@ class LoggedOutcomes:
 
 
 def _number(value: object, name: str, origin: str, low: float, high: float) -> float:
-    bad = isinstance(value, bool) or not isinstance(value, int | float | str)
-    try:
-        number = float(value) if not bad else math.nan  # type: ignore[arg-type]
-    except ValueError:
-        number = math.nan
+    """A number in ``[low, high]``, read as the outcome loader reads one (CSV text, booleans as 1/0)."""
+    number = parse_number(value, name, origin, csv_file=isinstance(value, str))
     if not low <= number <= high:
-        raise DataError(
-            f"{origin}: {name} must be a number in [{low:g}, {high:g}], found {value!r}; fix or drop the row"
-        )
+        raise DataError(f"{origin}: {name} must be a number in [{low:g}, {high:g}], found {value!r}; fix the row")
     return number
 
 

@@ -93,6 +93,13 @@ class Outcome:
         return self.status == "ok"
 
     @property
+    def policy_routed(self) -> bool:
+        """The one definition of a request whose first model the routing policy chose: a model was called, and
+        neither a forced route or model nor a session's pin chose it. The exploration share's denominator, in
+        ``router-ml outcomes summary`` and the service's ``/metrics``."""
+        return self.called and self.forced is None and not self.sticky
+
+    @property
     def fell_back(self) -> bool:
         """The one definition of a fallback: answered, but not by the first model of the chain.
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import artifact
 from ..artifact.success_format import SavedSuccess
-from ..embed import embed_texts
+from ..embed import Embedder, embed_texts
 from ..exceptions import DataError
 from ..route_table import RouteTable, estimate_tokens, load_routes
 from ..success import SuccessHeads
@@ -147,6 +147,7 @@ def retrain_success(
     dry_run: bool = False,
     seed: int = 0,
     heads: dict[str, Any] | None = None,
+    embedder: Embedder | None = None,
 ) -> SuccessRetrainReport:
     """Learn success heads from logged outcomes; promote them if off-policy evaluation finds them no worse.
 
@@ -163,6 +164,8 @@ def retrain_success(
         seed (int): seeds the bootstrap.
         heads (dict | None): :class:`~router_ml.success.SuccessHeads` parameters; the champion's when ``None``
             (the defaults for a champion without success heads).
+        embedder (Embedder | None): the champion's embedder, already loaded (checked against its manifest); built
+            from the manifest when ``None``.
 
     Raises:
         DataError: no quality route in the route table, or a candidate with no logged outcome yet.
@@ -170,7 +173,7 @@ def retrain_success(
     champion = Path(champion)
     resolved = artifact.resolve(champion)
     models = Path(models_dir) if models_dir is not None else (champion if resolved != champion else champion.parent)
-    current = artifact.load(resolved)
+    current = artifact.load(resolved, embedder=embedder)
     routes = load_routes(current.routes_path)
     compiled = compile_quality_routes(routes, current.success)
     if not compiled:

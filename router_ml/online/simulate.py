@@ -19,7 +19,6 @@ grid of the file, each prompt predicted out of fold (5 folds). Everything is see
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from ..success.routing import QualityRoute, compile_quality_routes
 from ..success.training import read_prices
 from ..testing.stub import StubLLMServer, stub_route_table
 from .dispatch import Dispatcher
+from .logged import read_logged
 from .outcome_export import export_outcomes
 from .relearn import retrain_success
 from .retrain import promote
@@ -73,24 +73,15 @@ def _table(models: list[str], prices: dict[str, tuple[float, float]], *, start: 
     return {**top, "routes": {ROUTE: route}, "models": priced}
 
 
-def _choices(route: QualityRoute, P: np.ndarray, texts: list[str], explore: bool) -> np.ndarray:
-    """Each prompt's expected score weights over the route's candidates: the greedy choice, or with ``explore``
-    the exploration mixture (``(n, k)`` probabilities)."""
-    out = np.zeros((len(texts), len(route.candidates)))
+def _policy_value(route: QualityRoute, P: np.ndarray, texts: list[str], S: np.ndarray, price: np.ndarray,
+                  explore: bool) -> tuple[float, float]:  # fmt: skip
+    """Quality and mean price (USD per million tokens) of a policy on the file's full grid: its greedy choice, or
+    with ``explore`` the route's exploration mixture."""
+    weights = np.zeros((len(texts), len(route.candidates)))
     for i, text in enumerate(texts):
         costs = route.costs(estimate_tokens(text))
         g = route.greedy(P[i, route.columns], costs)
-        rate, ceiling = route.exploration.rate if explore else 0.0, route.exploration.max_price
-        eligible = [j for j, c in enumerate(costs) if ceiling is None or c <= ceiling or j == g]
-        out[i, eligible] = rate / len(eligible)
-        out[i, g] += 1.0 - rate
-    return out
-
-
-def _policy_value(route: QualityRoute, P: np.ndarray, texts: list[str], S: np.ndarray, price: np.ndarray,
-                  explore: bool) -> tuple[float, float]:  # fmt: skip
-    """Quality and mean price (USD per million tokens) of a policy on the file's full grid."""
-    weights = _choices(route, P, texts, explore)
+        weights[i] = route.exploration.probabilities(g, costs) if explore else np.eye(len(costs))[g]
     return float(np.mean(np.sum(weights * S, axis=1))), float(np.mean(weights @ price))
 
 
@@ -134,13 +125,13 @@ def _retrain(run: _Run, store: OutcomeStore, clip: float, seed: int, heads: dict
     export_outcomes(store, log)
     champion = artifact.resolve(run.models_dir).name
     try:
-        report = retrain_success(run.models_dir, [log], clip=clip, seed=seed, heads=heads)
+        report = retrain_success(run.models_dir, [log], clip=clip, seed=seed, heads=heads, embedder=run.embedder)
     except DataError as exc:  # too few outcomes yet (a candidate never served): serve on, retrain later
         return {"retrain_skipped": str(exc)}
     saved = report.saved
     P = saved.heads.proba_of_embeddings(run.X)
     where = {t: i for i, t in enumerate(run.texts)}
-    rows = [where[t] for t in json_texts(log)]
+    rows = [where[t] for t in read_logged([log]).texts]
     P[rows] = saved.train_oof  # the logged prompts: predictions not trained on them
     route = compile_quality_routes(run.table, saved)[ROUTE]
     truth, _ = _policy_value(route, P, run.texts, run.S, run.price, explore=False)
@@ -153,12 +144,6 @@ def _retrain(run: _Run, store: OutcomeStore, clip: float, seed: int, heads: dict
         "champion_estimate": report.champion_estimate["value"], "verdict": report.verdict,
         "promoted": report.promoted, "reason": report.reason, "clipped_share": report.clipped_share,
     }  # fmt: skip
-
-
-def json_texts(path: Path) -> list[str]:
-    """The ``text`` of every row of an exported JSONL file, in order."""
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line)["text"] for line in handle if line.strip()]
 
 
 def _offline(run: _Run, params: dict[str, Any]) -> dict[str, float]:

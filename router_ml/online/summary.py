@@ -10,7 +10,7 @@ import numpy as np
 
 from .outcome import Outcome
 
-__all__ = ["policy_routed", "summarize"]
+__all__ = ["summarize"]
 
 
 def _rate(count: int, total: int) -> float:
@@ -21,20 +21,13 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 3) if len(values) else 0.0
 
 
-def policy_routed(outcome: Outcome) -> bool:
-    """Whether the routing policy chose the request's first model and a model was called: not a forced route or
-    model, not a session's pinned model. These requests are the exploration share's denominator, here and in the
-    service's ``/metrics``."""
-    return outcome.called and outcome.forced is None and not outcome.sticky
-
-
 def summarize(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     """Requests, route share, answered / error / fallback rates (fallbacks by cause), attempts per request, cost,
     the exploration share, and routing and end-to-end latency percentiles of ``outcomes``.
 
     Rates are over the requests that called a model (not decision-only ones). A fallback is
     :attr:`Outcome.fell_back`, the definition the service's ``/metrics`` counts too. The exploration share is
-    ``explored`` (:attr:`Outcome.explored`) over ``policy_routed`` requests (:func:`policy_routed`).
+    ``explored`` (:attr:`Outcome.explored`) over ``policy_routed`` requests (:attr:`Outcome.policy_routed`).
     """
     n = len(outcomes)
     if n == 0:
@@ -45,7 +38,7 @@ def summarize(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     routes = Counter(o.label or "-" for o in outcomes)
     costs = [o.cost_usd for o in outcomes if o.cost_usd is not None]
     calls = [sum(a.status != "skipped" for a in o.attempts) for o in called]
-    routed = [o for o in outcomes if policy_routed(o)]
+    routed = [o for o in outcomes if o.policy_routed]
     explored = sum(o.explored for o in routed)
     return {
         "requests": n,

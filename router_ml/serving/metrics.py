@@ -2,7 +2,8 @@
 
 ``router_ml_exploration_share`` is computed at each scrape from two counters, ``router_ml_explored`` over
 ``router_ml_policy_routed`` (requests whose first model the policy chose: see
-:func:`router_ml.online.summary.policy_routed`), so it is the share since the service started, over all workers.
+:attr:`router_ml.online.outcome.Outcome.policy_routed`), so it is the share since the service started, over all
+workers.
 With several uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``router-ml serve --workers N`` does it) and every
 worker writes its samples there; ``/metrics`` then aggregates all workers, whichever one answers the scrape.
 """
@@ -16,7 +17,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..online.outcome import Outcome
-from ..online.summary import policy_routed
 from ..router import Decision
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -83,7 +83,7 @@ class Metrics:
                 self.cost.labels(outcome.model).inc(outcome.cost_usd)
         if outcome.fell_back:
             self.fallbacks.labels(outcome.label or "forced").inc()
-        if policy_routed(outcome):
+        if outcome.policy_routed:
             self.policy_routed.labels(outcome.label or "-").inc()
             if outcome.explored:
                 self.explored.labels(outcome.label or "-").inc()

@@ -65,6 +65,18 @@ class Exploration:
         out: dict[str, Any] = {"explore": self.rate} if self.rate else {}
         return out | ({"explore_max_price": self.max_price} if self.max_price is not None else {})
 
+    def eligible(self, greedy: int, costs: np.ndarray) -> list[int]:
+        """The candidates an exploratory draw picks among: those within the price ceiling, and ``greedy``."""
+        return [i for i, c in enumerate(costs) if self.max_price is None or c <= self.max_price or i == greedy]
+
+    def probabilities(self, greedy: int, costs: np.ndarray) -> np.ndarray:
+        """Each candidate's probability of being called first under this policy (what :meth:`choose` samples)."""
+        out = np.zeros(len(costs))
+        eligible = self.eligible(greedy, costs)
+        out[eligible] = self.rate / len(eligible)
+        out[greedy] += 1.0 - self.rate
+        return out
+
     def choose(self, greedy: int, costs: np.ndarray, rng: random.Random) -> tuple[int, float, bool]:
         """The candidate to call (an index into ``costs``), its propensity, and whether it was explored.
 
@@ -75,7 +87,7 @@ class Exploration:
         """
         if not self.rate:
             return greedy, 1.0, False
-        eligible = [i for i, c in enumerate(costs) if self.max_price is None or c <= self.max_price or i == greedy]
+        eligible = self.eligible(greedy, costs)
         m = len(eligible)
         chosen = eligible[rng.randrange(m)] if rng.random() < self.rate else greedy
         share = self.rate / m

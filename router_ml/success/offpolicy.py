@@ -79,12 +79,13 @@ def dr_terms(
     return terms, weight
 
 
-def _combine(terms: np.ndarray, strata: list[np.ndarray]) -> float:
-    """Inverse-variance weighted mean of the strata's means (a stratum of one request weighs as the mean's)."""
-    means = np.array([terms[s].mean() for s in strata])
-    variances = np.array([terms[s].var(ddof=1) / len(s) if len(s) > 1 else np.inf for s in strata])
+def _combine(parts: list[np.ndarray]) -> float:
+    """Inverse-variance weighted mean of each stratum's mean (a stratum of one request has no variance to weigh it
+    by and is left out, unless every stratum is one request: then the plain mean)."""
+    means = np.array([p.mean() for p in parts])
+    variances = np.array([p.var(ddof=1) / len(p) if len(p) > 1 else np.inf for p in parts])
     if not np.isfinite(variances).any():
-        return float(terms.mean())
+        return float(np.concatenate(parts).mean())
     floor = max(float(np.min(variances[np.isfinite(variances)])), 1e-9)
     weights = np.where(np.isfinite(variances), 1.0 / np.maximum(variances, floor), 0.0)
     return float(np.sum(weights * means) / np.sum(weights))
@@ -116,14 +117,10 @@ def estimate_value(
     labels = (
         np.zeros(len(terms), dtype=int) if strata is None else np.unique(np.asarray(strata), return_inverse=True)[1]
     )
-    groups = [np.flatnonzero(labels == g) for g in np.unique(labels)]
-    value = _combine(terms, groups)
+    parts = [terms[labels == g] for g in np.unique(labels)]
+    value = _combine(parts)
     rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n_boot):
-        sample = np.concatenate([rng.choice(g, len(g)) for g in groups])
-        offsets = np.cumsum([0, *[len(g) for g in groups]])
-        draws.append(_combine(terms[sample], [np.arange(offsets[i], offsets[i + 1]) for i in range(len(groups))]))
+    draws = [_combine([rng.choice(p, len(p)) for p in parts]) for _ in range(n_boot)]
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail]) if draws else (value, value)
     matched = weight > 0 if weight is not None else np.zeros(len(terms), dtype=bool)

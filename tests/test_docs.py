@@ -44,7 +44,7 @@ from router_ml.route_table import load_routes
 from router_ml.serving.app import create_app
 from router_ml.serving.settings import ServiceConfig
 from router_ml.testing.stub import StubLLMServer, stub_route_table
-from tests.test_service import _Server
+from tests.service_helpers import ServiceThread
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -208,14 +208,14 @@ def doc_files(stub: StubLLMServer, small_data: LabelledPrompts, tmp_path_factory
 
 
 @pytest.fixture(scope="module")
-def service(small_artifact: Path, doc_files: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]:
+def service(small_artifact: Path, doc_files: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceThread]:
     """The service for the small router on the stub-served route table, with the docs' API key."""
     config = ServiceConfig(
         model=str(small_artifact), routes=str(doc_files / "routes.toml"),
         db=str(tmp_path_factory.mktemp("doc-service") / "outcomes.db"), api_keys=[API_KEY], timeout=10.0,
         deadline=20.0,
     )  # fmt: skip
-    with _Server(create_app(config)) as server:
+    with ServiceThread(create_app(config)) as server:
         yield server
 
 

@@ -21,7 +21,7 @@ from router_ml.exceptions import ArtifactError, DataError
 from router_ml.router import Router
 from router_ml.serving.app import create_app
 from router_ml.serving.settings import ServiceConfig
-from tests.test_service import _Server
+from tests.service_helpers import ServiceThread
 
 CODE_PROMPT = "Write a python function that parses ISO dates from a log file"
 NEIGHBOUR_FILES = ["neighbours.json", "neighbours.safetensors"]
@@ -207,7 +207,7 @@ def test_cli_prints_the_explanation_and_json(small_artifact):
 @pytest.fixture(scope="module")
 def http(small_artifact, tmp_path_factory) -> Iterator[httpx.Client]:
     config = ServiceConfig(model=str(small_artifact), db=str(tmp_path_factory.mktemp("db") / "o.db"), api_keys=["k"])
-    with _Server(create_app(config)) as server:
+    with ServiceThread(create_app(config)) as server:
         url = f"http://127.0.0.1:{server.port}"
         with httpx.Client(base_url=url, headers={"Authorization": "Bearer k"}, timeout=60) as client:
             yield client

@@ -14,8 +14,7 @@ from router_ml.route_table import RouteTable, load_routes
 from router_ml.route_table_options import instructions_hash
 from router_ml.testing.demo import run_dispatch_demo
 from router_ml.testing.stub import StubLLMServer
-from tests.service_helpers import chat, logged, start_service
-from tests.test_service import _Server
+from tests.service_helpers import ServiceThread, chat, logged, start_service
 
 SEED_AGENTS = Path(__file__).resolve().parents[1] / "examples" / "seed_agents.toml"
 ROUTE = '[routes.code]\nmodel = "a/b"\n'
@@ -116,7 +115,7 @@ def stub() -> Iterator[StubLLMServer]:
 
 
 @pytest.fixture(scope="module")
-def service(stub, small_artifact, tmp_path_factory, monkeypatch_module) -> Iterator[tuple[_Server, Path]]:
+def service(stub, small_artifact, tmp_path_factory, monkeypatch_module) -> Iterator[tuple[ServiceThread, Path]]:
     monkeypatch_module.setenv("INSTRUCTIONS_STUB_KEY", "stub-key")
     routes = {
         "code": {

@@ -7,57 +7,23 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from router_ml.online.store import OutcomeStore
 from router_ml.route_table import load_routes
 from router_ml.serving.app import create_app
 from router_ml.serving.settings import ServiceConfig
 from router_ml.testing.stub import StubLLMServer, stub_route_table
+from tests.service_helpers import ServiceThread, logged
 
 API_KEY = "test-key-123"
 ADMIN_KEY = "admin-key-456"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class _Server:
-    """uvicorn serving an app in a background thread, on a free loopback port."""
-
-    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 120
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the service did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +56,7 @@ def models_dir(small_artifact, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def service(models_dir, routes_file, tmp_path_factory) -> Iterator[tuple[_Server, ServiceConfig]]:
+def service(models_dir, routes_file, tmp_path_factory) -> Iterator[tuple[ServiceThread, ServiceConfig]]:
     config = ServiceConfig(
         model=str(models_dir),
         routes=str(routes_file),
@@ -102,7 +68,7 @@ def service(models_dir, routes_file, tmp_path_factory) -> Iterator[tuple[_Server
         timeout=10.0,
         deadline=20.0,
     )
-    with _Server(create_app(config)) as server:
+    with ServiceThread(create_app(config)) as server:
         yield server, config
 
 
@@ -133,8 +99,7 @@ def test_openai_client_routes_and_gets_decision_headers(client, service) -> None
     request_id = raw.headers["x-router-request-id"]
     assert route in ("code", "creative", "reasoning", "simple") and 0 < float(raw.headers["x-router-confidence"]) <= 1
     assert model == completion.model or completion.model.endswith(model.split("/", 1)[1])
-    with _store(service) as store:
-        row = store.get(request_id)
+    row = logged(Path(service[1].db).parent, request_id)
     assert row.label == route and row.model == model and row.status == "ok"
 
 
@@ -154,9 +119,7 @@ def test_openai_client_streams(client, service) -> None:
     for model in ("anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-pro", "openai/gpt-5-mini"):  # each wire format
         chunks = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], stream=True)
         assert "stub answer" in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    time.sleep(0.2)
-    with _store(service) as store:
-        row = store.get(request_id)
+    row = logged(Path(service[1].db).parent, request_id)
     assert row.stream and row.status == "ok"
 
 

@@ -17,8 +17,7 @@ from router_ml.online.store import OutcomeStore
 from router_ml.route_table import RouteTable
 from router_ml.router import Router
 from router_ml.testing.stub import StubLLMServer
-from tests.service_helpers import chat, logged, start_service
-from tests.test_service import _Server
+from tests.service_helpers import ServiceThread, chat, logged, start_service
 
 CODE = [{"role": "user", "content": "Write a Python function that reverses a linked list."}]
 FOLLOW_UP = [
@@ -49,7 +48,7 @@ def table(stub, monkeypatch_module) -> RouteTable:
 
 
 @pytest.fixture(scope="module")
-def service(small_artifact, table, tmp_path_factory) -> Iterator[tuple[_Server, Path]]:
+def service(small_artifact, table, tmp_path_factory) -> Iterator[tuple[ServiceThread, Path]]:
     tmp = tmp_path_factory.mktemp("sticky")
     with start_service(small_artifact, table, tmp, 1800.0) as server:
         yield server, tmp

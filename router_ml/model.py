@@ -33,9 +33,27 @@ from .exceptions import DataError, NotFittedError
 from .instruction import instruction_view
 from .tokens import TOKEN_PATTERN
 
-__all__ = ["EmbeddingClassifier", "RouterModel", "fitted_vectorizer", "head_features", "tfidf_features"]
+__all__ = [
+    "SOLVER",
+    "EmbeddingClassifier",
+    "RouterModel",
+    "fitted_vectorizer",
+    "head_features",
+    "logistic_regression",
+    "tfidf_features",
+]
 
 CALIBRATIONS = ("temperature", "sigmoid", "isotonic", "none")
+SOLVER = "newton-cg"
+"""The head's solver. On the bundled training split (15,760 prompts, 554k columns; 2026-12-07) Newton-CG meets
+scikit-learn's gradient tolerance in 7 iterations and 7.7 s, where L-BFGS stops after 46 iterations and 16.0 s,
+short of it (24 of 3,470 held-out labels differ; held-out macro-F1 0.9389 against 0.9381). Newton-CG also fits in
+float32, the dtype of the features, where L-BFGS copies them to float64."""
+
+
+def logistic_regression(C: float, class_weight: str | dict[str, float] | None, max_iter: int) -> LogisticRegression:
+    """The head's (unfitted) logistic regression."""
+    return LogisticRegression(C=C, class_weight=class_weight, max_iter=max_iter, solver=SOLVER)
 
 
 def tfidf_features(instruction: bool = True) -> FeatureUnion:
@@ -184,7 +202,7 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
             if self.tfidf:
                 self.vectorizer_ = tfidf_features(self.instruction)
             features = self._features(X, texts, fit=True)
-        lr = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
+        lr = logistic_regression(self.C, self.class_weight, self.max_iter)
         if regression is not None:
             self._check_regression(regression, features.shape[1])
             if oof_decisions is None and self.calibration != "none":

@@ -35,7 +35,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, T
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
-from .model import fitted_vectorizer, head_features, tfidf_features
+from .model import fitted_vectorizer, head_features, logistic_regression, tfidf_features
 
 __all__ = [
     "NgramCounts",
@@ -151,7 +151,7 @@ def _doc_count(limit: float, n_docs: int) -> float:
 
 
 def _regression(setting: Setting, max_iter: int) -> LogisticRegression:
-    return LogisticRegression(C=setting.C, class_weight=setting.class_weight, max_iter=max_iter)
+    return logistic_regression(setting.C, setting.class_weight, max_iter)
 
 
 def _fold_setting(

@@ -62,7 +62,10 @@ class TrainConfig:
             prompts of ``dev.jsonl``, on the held-out split and under leave-one-batch-out (CHANGELOG, 0.1.0);
             ``(True, False)`` lets cross-validation choose.
         calibration (str): probability calibration of the final head (see :class:`EmbeddingClassifier`).
-        cv_folds (int): stratified folds for model selection. Default 5.
+        cv_folds (int): stratified folds for model selection and for the out-of-fold decisions that calibrate the
+            head and set its threshold. Default 3: on the bundled data 3 folds calibrated the held-out split as
+            well as 5 (ECE 0.0083 against 0.0088; the final head, fitted on every prompt, is the same) in 21 s
+            of selection instead of 35 (2026-12-07).
         min_per_label (int): refuse to train when a label has fewer examples. Default 10.
         threshold (float | None): abstain below this confidence; ``None`` picks it from ``target_precision``.
         target_precision (float): with ``threshold=None``, the out-of-fold precision the answered decisions
@@ -78,7 +81,7 @@ class TrainConfig:
     tfidf: tuple[bool, ...] = (True,)
     instruction: tuple[bool, ...] = (True,)
     calibration: str = "temperature"
-    cv_folds: int = 5
+    cv_folds: int = 3
     min_per_label: int = 10
     threshold: float | None = None
     target_precision: float = 0.9

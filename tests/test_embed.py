@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -66,3 +68,29 @@ def test_unknown_model_and_backend_fail_clearly(tmp_path):
         _ = SentenceTransformerEmbedder(str(tmp_path / "no-such-model")).model
     with pytest.raises(EmbedderError, match="unknown embedder backend 'tpu'"):
         make_embedder(backend="tpu")
+
+
+def test_many_texts_embed_on_every_core_with_the_same_vectors(default_embedder, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from router_ml.embed import use_multilingual
+
+    texts = [
+        f"Prompt number {i}: {'summarise this note ' * (i % 7)}" for i in range(use_multilingual.PARALLEL_MIN_TEXTS)
+    ]
+    seen: set[str] = set()
+    forward = default_embedder.model._encode
+    monkeypatch.setattr(
+        default_embedder.model, "_encode", lambda chunk: seen.add(threading.current_thread().name) or forward(chunk)
+    )
+    blas_before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    parallel = default_embedder.encode(texts)
+    if (os.cpu_count() or 1) > 1:
+        assert threading.current_thread().name not in seen and len(seen) > 1  # chunks on pool threads
+    assert [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"] == blas_before  # restored
+    seen.clear()
+    monkeypatch.setattr(use_multilingual, "PARALLEL_MIN_TEXTS", len(texts) + 1)
+    sequential = default_embedder.encode(texts)
+    assert seen == {threading.current_thread().name}
+    np.testing.assert_array_equal(parallel, sequential)  # the same chunks: not a bit differs
+    np.testing.assert_array_equal(sequential, default_embedder.encode(texts, show_progress=True))

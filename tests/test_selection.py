@@ -16,7 +16,7 @@ from router_ml import embed, training
 from router_ml.calibration import calibrated_from_decisions, cross_fitted_proba, proba_from_decisions
 from router_ml.embed import DEFAULT_MODEL
 from router_ml.exceptions import EmbedderError
-from router_ml.model import EmbeddingClassifier, tfidf_features
+from router_ml.model import EmbeddingClassifier, logistic_regression, tfidf_features
 from router_ml.selection import NgramCounts, Setting, cross_validate_and_fit, cross_validate_grid, parallel_jobs
 from router_ml.training import TrainConfig
 
@@ -146,7 +146,7 @@ def test_a_one_setting_grid_fits_the_final_regression_alongside_the_folds(small_
     features = sp.hstack([sp.csr_matrix(X), vectorizer.fit_transform(texts)], format="csr")
     values, regression = cross_validate_and_fit(X, y, texts, setting, splits, features, n_jobs=2)
     np.testing.assert_allclose(values, cross_validate_grid(X, y, texts, [setting], splits, n_jobs=1)[setting])
-    plain = LogisticRegression(C=4.0, class_weight="balanced", max_iter=5000).fit(features, y)
+    plain = logistic_regression(4.0, "balanced", 5000).fit(features, y)  # the head's own solver
     np.testing.assert_allclose(regression.coef_, plain.coef_, atol=1e-6)
     head = EmbeddingClassifier(C=4.0).fit(
         X, y, texts, oof_decisions=values, ngrams=(vectorizer, features[:, X.shape[1] :]), regression=regression

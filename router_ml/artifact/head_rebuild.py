@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
 from ..instruction import VIEWS
-from ..model import fitted_vectorizer
+from ..model import fitted_vectorizer, logistic_regression
 
 __all__ = ["calibrated", "logistic", "vectorizer_union"]
 
@@ -43,7 +43,7 @@ def vectorizer_union(entries: list[dict[str, Any]], arrays: dict[str, np.ndarray
 def logistic(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> LogisticRegression:
     """The fitted logistic regression, with the parameters :class:`~router_ml.model.EmbeddingClassifier` fits."""
     params = spec["params"]
-    lr = LogisticRegression(C=params["C"], class_weight=params["class_weight"], max_iter=params["max_iter"])
+    lr = logistic_regression(params["C"], params["class_weight"], params["max_iter"])
     lr.coef_ = arrays["logistic.coef"]
     lr.intercept_ = arrays["logistic.intercept"]
     n_classes = len(spec["classes"])
@@ -84,7 +84,7 @@ def calibrated(spec: dict[str, Any], lr: LogisticRegression, arrays: dict[str, n
 
     params, calibration = spec["params"], spec["calibration"]
     method, classes = calibration["method"], np.asarray(spec["classes"])
-    template = LogisticRegression(C=params["C"], class_weight=params["class_weight"], max_iter=params["max_iter"])
+    template = logistic_regression(params["C"], params["class_weight"], params["max_iter"])
     estimator = CalibratedClassifierCV(template, method=method, cv=calibration["cv"], ensemble=False)
     calibrators = _calibrators(method, lr.coef_.shape[0], arrays, calibration["increasing"])
     estimator.calibrated_classifiers_ = [_CalibratedClassifier(lr, calibrators, classes=classes, method=method)]

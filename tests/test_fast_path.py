@@ -177,11 +177,11 @@ def test_word_memos_find_exactly_the_analyzers_ngrams(small_result, small_data) 
     fast = LinearHead.compile(small_result.model.head_)
     assert fast is not None
     vectorizers = [v for _, v in small_result.model.head_.vectorizer_.transformer_list]
-    for block, vectorizer in zip(fast.ngrams, vectorizers, strict=True):
+    for columns, vectorizer in zip(fast.ngrams.finders, vectorizers, strict=True):
         analyzer, vocabulary = vectorizer.build_analyzer(), vectorizer.vocabulary_
         for text in [*TRICKY, *TEXTS, *small_data.texts[:20]] * 2:
             expected = sorted(vocabulary[g] for g in analyzer(text) if g in vocabulary)
-            assert sorted(block.columns(text)) == expected, (vectorizer.analyzer, text[:60])
+            assert sorted(columns(text)) == expected, (vectorizer.analyzer, text[:60])
 
 
 def test_unsupported_heads_are_left_to_scikit_learn(small_data, small_result) -> None:

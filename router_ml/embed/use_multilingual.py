@@ -49,6 +49,7 @@ PARALLEL_MIN_TEXTS = 256
 """Calls with at least this many texts run their chunks on one thread per core (a single BLAS thread each)."""
 _SEPARATOR = " ... "
 _PARALLEL = threading.Lock()  # BLAS limits are process-wide: one parallel call at a time sets them
+_CORES = os.cpu_count() or 1
 
 
 def head_and_tail_chars(text: str, max_chars: int = MAX_CHARS) -> str:
@@ -127,8 +128,10 @@ class UseEmbedder(Embedder):
         # ``_encode`` is the forward pass without ``encode``'s per-call thread-pool limit, which costs 0.3 ms of a
         # 1 ms short prompt; the package is pinned to the release whose files are hashed above.
         encode, fitted = self.model._encode, [head_and_tail_chars(t) for t in texts]
+        if len(fitted) <= batch_size and not show_progress:  # one chunk: a single prompt's path stays short
+            return np.asarray(encode(fitted), dtype=np.float32)
         chunks = [fitted[i : i + batch_size] for i in range(0, len(fitted), batch_size)]
-        workers = min(os.cpu_count() or 1, len(chunks))
+        workers = min(_CORES, len(chunks))
         if workers > 1 and len(fitted) >= PARALLEL_MIN_TEXTS and _PARALLEL.acquire(blocking=False):
             try:
                 with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:

@@ -85,7 +85,7 @@ def test_many_texts_embed_on_every_core_with_the_same_vectors(default_embedder, 
     )
     blas_before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
     parallel = default_embedder.encode(texts)
-    if (os.cpu_count() or 1) > 1:
+    if use_multilingual._threads() > 1:
         assert threading.current_thread().name not in seen and len(seen) > 1  # chunks on pool threads
     assert [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"] == blas_before  # restored
     seen.clear()
@@ -94,3 +94,12 @@ def test_many_texts_embed_on_every_core_with_the_same_vectors(default_embedder, 
     assert seen == {threading.current_thread().name}
     np.testing.assert_array_equal(parallel, sequential)  # the same chunks: not a bit differs
     np.testing.assert_array_equal(sequential, default_embedder.encode(texts, show_progress=True))
+
+
+def test_omp_num_threads_caps_the_embedding_threads(monkeypatch):
+    from router_ml.embed import use_multilingual
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as Ray sets it for an actor with one CPU
+    assert use_multilingual._threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1000")
+    assert use_multilingual._threads() == (os.cpu_count() or 1)

@@ -49,7 +49,6 @@ PARALLEL_MIN_TEXTS = 256
 """Calls with at least this many texts run their chunks on one thread per core (a single BLAS thread each)."""
 _SEPARATOR = " ... "
 _PARALLEL = threading.Lock()  # BLAS limits are process-wide: one parallel call at a time sets them
-_CORES = os.cpu_count() or 1
 
 
 def head_and_tail_chars(text: str, max_chars: int = MAX_CHARS) -> str:
@@ -131,7 +130,7 @@ class UseEmbedder(Embedder):
         if len(fitted) <= batch_size and not show_progress:  # one chunk: a single prompt's path stays short
             return np.asarray(encode(fitted), dtype=np.float32)
         chunks = [fitted[i : i + batch_size] for i in range(0, len(fitted), batch_size)]
-        workers = min(_CORES, len(chunks))
+        workers = min(_threads(), len(chunks))
         if workers > 1 and len(fitted) >= PARALLEL_MIN_TEXTS and _PARALLEL.acquire(blocking=False):
             try:
                 with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
@@ -139,6 +138,16 @@ class UseEmbedder(Embedder):
             finally:
                 _PARALLEL.release()
         return _joined(map(encode, chunks), len(chunks), show_progress)  # the same chunks: the same vectors
+
+
+def _threads() -> int:
+    """Embedding threads for a large call: one per core, or ``OMP_NUM_THREADS`` when set lower (as Ray sets it for
+    an actor with one CPU, so that actors sharing a machine do not each start a thread per core)."""
+    cores = os.cpu_count() or 1
+    try:
+        return max(1, min(cores, int(os.environ.get("OMP_NUM_THREADS", cores))))
+    except ValueError:
+        return cores
 
 
 def _joined(parts: Iterator[np.ndarray], total: int, show_progress: bool) -> np.ndarray:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import pairwise
 from typing import Any
@@ -124,9 +124,12 @@ class _Ngrams:
 
     finders: list[Columns]  # per block: text -> the block's own columns
     offsets: tuple[int, ...]  # per block: its first row in ``table``
-    starts: np.ndarray  # the same, as an array
     table: np.ndarray  # (every block's vocabulary, n_classes + 1): IDF × coefficient rows, then the IDF
     sublinear: bool
+    starts: np.ndarray = field(init=False)  # ``offsets`` as an array, for finding each column's block
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "starts", np.asarray(self.offsets, dtype=np.intp))
 
     def logits(self, text: str) -> np.ndarray | None:
         found: list[int] = []
@@ -148,7 +151,7 @@ class _Ngrams:
 
 def _ngram_blocks(head: Any, weights: np.ndarray) -> _Ngrams | None:
     if not head.tfidf:
-        return _Ngrams([], (), np.zeros(0, np.intp), np.zeros((0, weights.shape[1] + 1), np.float32), False)
+        return _Ngrams([], (), np.zeros((0, weights.shape[1] + 1), np.float32), False)
     finders, offsets, tables, sublinear, offset = [], [], [], set(), 0
     for _, vectorizer in head.vectorizer_.transformer_list:
         supported = vectorizer.norm == "l2" and vectorizer.use_idf and not vectorizer.binary
@@ -162,7 +165,7 @@ def _ngram_blocks(head: Any, weights: np.ndarray) -> _Ngrams | None:
         offset += size
     if offset != weights.shape[0] or len(sublinear) != 1:
         return None
-    return _Ngrams(finders, tuple(offsets), np.asarray(offsets, np.intp), np.vstack(tables), sublinear.pop())
+    return _Ngrams(finders, tuple(offsets), np.vstack(tables), sublinear.pop())
 
 
 class LinearHead:

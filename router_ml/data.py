@@ -20,8 +20,10 @@ from .exceptions import DataError
 from .rows import read_rows
 
 __all__ = [
+    "AUTO_GROUP_SIZE",
     "HELDOUT_PERCENT",
     "LabelledPrompts",
+    "auto_group_depth",
     "bundled_data_dir",
     "from_dataframe",
     "from_lists",
@@ -35,6 +37,23 @@ logger = logging.getLogger(__name__)
 
 HELDOUT_PERCENT = 18
 """Share of the bundled prompts (by text hash) kept out of training."""
+AUTO_GROUP_SIZE = 5
+"""``group_depth="auto"`` keeps the most ``:``-separated parts of the sources that leave at least 90 % of the
+prompts in groups of this many or more."""
+
+
+def auto_group_depth(groups: Sequence[str | None]) -> int:
+    """The ``group_depth`` that ``"auto"`` picks for these sources: the deepest at which at least 90 % of the prompts
+    share their group with :data:`AUTO_GROUP_SIZE` − 1 others or more; 0 (whole) when that is the whole source, 1
+    when no depth does. Sources like ``dataset:category:id`` name one prompt each: scored per source, every group
+    would be a single prompt and the worst source a 0.0."""
+    parts = [g.split(":") for g in groups if g is not None]
+    deepest = max((len(p) for p in parts), default=1)
+    for depth in range(deepest, 0, -1):
+        sizes = Counter(":".join(p[:depth]) for p in parts)
+        if sum(sizes[":".join(p[:depth])] >= AUTO_GROUP_SIZE for p in parts) >= 0.9 * len(parts):
+            return 0 if depth == deepest else depth
+    return 1
 
 
 @dataclass(frozen=True)
@@ -150,7 +169,7 @@ def load_files(
     label_column: str = "label",
     min_per_label: int = 1,
     group_column: str | None = "source",
-    group_depth: int = 0,
+    group_depth: int | Literal["auto"] = 0,
 ) -> LabelledPrompts:
     """Load and merge several JSONL/CSV files, validating the union (conflicts across files are caught too).
 
@@ -158,7 +177,8 @@ def load_files(
         group_column (str | None): the column naming each prompt's source (optional: when no row has it, the
             data has no groups; when some rows have it, every row must). Default ``"source"``.
         group_depth (int): keep only the first N ``:``-separated parts of the source (``1`` turns
-            ``"dataset:category:id"`` into ``"dataset"``); 0 keeps it whole. Default 0.
+            ``"dataset:category:id"`` into ``"dataset"``); 0 keeps it whole; ``"auto"``: as
+            :func:`auto_group_depth` picks. Default 0.
     """
     if not paths:
         raise DataError("no data files given; pass at least one .jsonl or .csv file")
@@ -173,8 +193,11 @@ def load_files(
             texts.append(text)
             labels.append(label)
             origins.append(origin)
-            groups.append(group if not group_depth or group is None else ":".join(group.split(":")[:group_depth]))
+            groups.append(group)
             languages.append(language)
+    depth = auto_group_depth(groups) if group_depth == "auto" else group_depth
+    if depth:
+        groups = [g if g is None else ":".join(g.split(":")[:depth]) for g in groups]
     return _validated(
         texts, labels, origins, min_per_label=min_per_label, groups=_all_or_none(groups, origins),
         languages=None if all(lang is None for lang in languages) else languages,
@@ -201,7 +224,7 @@ def load_file(
     label_column: str = "label",
     min_per_label: int = 1,
     group_column: str | None = "source",
-    group_depth: int = 0,
+    group_depth: int | Literal["auto"] = 0,
 ) -> LabelledPrompts:
     """Load one JSONL (one object per line) or CSV (with a header row) file of labelled prompts."""
     return load_files(

@@ -221,7 +221,7 @@ class EvalReport:
             f"${c['premium_usd']:.4f} -> {c['saving_vs_premium']:.1%} saved (perfect routing ${c['oracle_usd']:.4f})",
         ]
         if self.per_source:
-            lines += _per_group_lines("source", self.per_source, "(--group-depth merges ids)")
+            lines += _per_group_lines("source", self.per_source, "(--group-depth sets the source parts kept)")
         if len(self.per_language) > 1:
             lines += _per_group_lines("language", self.per_language, "")
         if self.baselines:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sklearn.metrics import f1_score
 
 from router_ml.cli import cli
-from router_ml.data import load_bundled, load_file
+from router_ml.data import auto_group_depth, load_bundled, load_file
 from router_ml.evaluation import _folds, cross_validate_methods
 from router_ml.exceptions import DataError
 from router_ml.metrics import paired_bootstrap, per_group_scores
@@ -35,6 +35,19 @@ def test_sources_are_read_trimmed_and_all_or_nothing(tmp_path):
     mixed = write_rows(tmp_path / "c.jsonl", [*rows, {"text": "no source here", "label": "simple"}])
     with pytest.raises(DataError, match=r"c\.jsonl:3: no source, while other rows have one"):
         load_file(mixed)
+
+
+def test_auto_group_depth_merges_per_prompt_ids_into_sources_with_several_prompts(tmp_path):
+    rows = [
+        {"text": f"prompt {i} of {cat}", "label": "code" if i % 2 else "simple", "source": f"bench:{cat}:{i}"}
+        for cat in ("math", "coding")
+        for i in range(6)
+    ] + [{"text": "one more", "label": "code", "source": "bench:rare:1"}]
+    path = write_rows(tmp_path / "ids.jsonl", rows)
+    assert auto_group_depth(load_file(path).groups) == 2  # ids are singletons; 12 of 13 prompts in groups of 6
+    assert set(load_file(path, group_depth="auto").groups) == {"bench:math", "bench:coding", "bench:rare"}
+    assert auto_group_depth(["a:x", "a:y", "b:z"]) == 1  # no depth gives groups of 5: the first part
+    assert auto_group_depth(["forum"] * 5 + ["app"] * 5) == 0  # already whole sources of 5: kept
 
 
 def test_bundled_prompts_are_grouped_by_batch_file():
@@ -96,11 +109,13 @@ def test_eval_cli_reports_sources_and_groups_its_folds(small_artifact, small_dat
         for i, (t, y) in enumerate(zip(small_data.texts[::2], small_data.labels[::2], strict=True))
     ]
     path = write_rows(tmp_path / "eval.jsonl", rows)
-    args = ["eval", str(small_artifact), "--data", str(path), "--no-baselines", "--cv", "3", "--group-depth", "1"]
+    args = ["eval", str(small_artifact), "--data", str(path), "--no-baselines", "--cv", "3"]
     result = CliRunner().invoke(cli, [*args, "--report-dir", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "per source (macro-F1, worst first; worst: set" in result.output
     assert "3-fold cross-validation (grouped by source)" in result.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert set(report["per_source"]) == {"set0", "set1", "set2", "set3"}
+    assert set(report["per_source"]) == {"set0:part", "set1:part", "set2:part", "set3:part"}  # ids merged: auto
     assert report["cross_validation"]["grouped"] is True
+    bad = CliRunner().invoke(cli, [*args, "--group-depth", "deep"])
+    assert bad.exit_code == 2 and "expected 'auto' or a whole number of parts" in bad.output

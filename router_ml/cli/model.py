@@ -189,7 +189,7 @@ def train(
 @engine_options
 def eval_command(
     model_dir: Path, data_files: tuple[Path, ...], routes: Path | None, report_dir: Path | None, baselines: bool,
-    cv_folds: int, backend: str | None, text_column: str, label_column: str, group_column: str, group_depth: int,
+    cv_folds: int, backend: str | None, text_column: str, label_column: str, group_column: str, group_depth: int | str,
     engine: str, address: str | None,
 ) -> None:  # fmt: skip
     """Evaluate a trained router: accuracy, macro-F1, per-class scores, confusion matrix, calibration, cost, and
@@ -352,7 +352,7 @@ def demo(ctx: click.Context, out: Path, devs: tuple[Path, ...]) -> None:
         timed(
             f"evaluate: {dev.name}, with 5-fold grouped CV",
             eval_command, model_dir=out, data_files=(dev,), report_dir=out / f"eval-{dev.stem}", cv_folds=5,
-            group_depth=1,
+            group_depth="auto",
         )  # fmt: skip
     # on the real prompts of DEV when given (the manifest keeps one measurement per backend), else the held-out split
     click.echo("\nfaster embedder backends, measured against the training backend on the same data:")

@@ -172,9 +172,18 @@ def group_options(func: F) -> F:
         help="Column naming each prompt's source (data set, batch, customer): per-source scores, grouped --cv.",
     )(func)  # fmt: skip
     return click.option(
-        "--group-depth", type=click.IntRange(0), default=0, show_default=True,
-        help="Keep the first N ':'-separated parts of the source (1: 'dataset:category:id' → 'dataset'; 0: all).",
+        "--group-depth", default="auto", show_default=True, callback=_group_depth,
+        help="Keep the first N ':'-separated parts of the source (1: 'dataset:category:id' → 'dataset'; 0: all; "
+        "auto: the most parts that leave 90% of prompts in sources of 5 or more).",
     )(func)  # fmt: skip
+
+
+def _group_depth(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
+    if value == "auto":
+        return value
+    if value.isdigit():
+        return int(value)
+    raise click.BadParameter(f"expected 'auto' or a whole number of parts (0 keeps the source whole), got {value!r}")
 
 
 def labelled_data(
@@ -184,7 +193,7 @@ def labelled_data(
     text_column: str = "text",
     label_column: str = "label",
     group_column: str | None = "source",
-    group_depth: int = 0,
+    group_depth: int | Literal["auto"] = 0,
 ) -> tuple[LabelledPrompts, str]:
     """The labelled ``files`` (or, when none are given, the bundled ``split``, grouped by batch file) and a name
     for them to print."""

@@ -311,24 +311,32 @@ class Router:
 
     def route_batch(self, prompts: Sequence[Prompt]) -> list[Decision]:
         """Decide the routes of many prompts with one embedding pass; the order is kept."""
+        return self.route_rows(prompts)[0]
+
+    def route_rows(self, prompts: Sequence[Prompt], *, success: bool = False) -> tuple[list[Decision], np.ndarray]:
+        """:meth:`route_batch`, and the rows it decided from: each prompt's label probabilities (``labels`` order),
+        then, with success heads when a quality route reads them or ``success`` asks, each model's predicted
+        success (the heads' ``models_`` order), from the same embedding pass (the batch engine's output)."""
         started = time.perf_counter()
         if isinstance(prompts, str):
             raise DataError("route_batch takes a list of prompts; use route() for a single string")
         pairs = [routing_texts(p) for p in prompts]
         if not pairs:
-            return []
-        keys, found = self._lookup(pairs)
+            return [], np.zeros((0, len(self.labels)))
+        extra = success and self._success is not None and not self._quality  # rows the cache does not hold
+        keys, found = self._lookup(pairs) if not extra else ([], [None] * len(pairs))
         missing = [i for i, p in enumerate(found) if p is None]
         if missing:
-            for i, proba in zip(missing, self._probabilities([pairs[i] for i in missing]), strict=True):
+            for i, proba in zip(missing, self._probabilities([pairs[i] for i in missing], extra), strict=True):
                 found[i] = proba
             if keys:  # the cache is on
                 self._store([keys[i] for i in missing], [found[i] for i in missing])  # type: ignore[misc]
         misses = set(missing)
-        return [
+        decisions = [
             self._decide(p, t, started, i not in misses)  # type: ignore[arg-type]
             for i, (p, (t, _)) in enumerate(zip(found, pairs, strict=True))
         ]
+        return decisions, np.vstack(found)  # type: ignore[arg-type]
 
     def _lookup(self, pairs: list[tuple[str, str | None]]) -> tuple[list[bytes], list[np.ndarray | None]]:
         """Cache keys and cached probabilities (``None`` for a miss), hits and misses counted; no keys are
@@ -352,9 +360,10 @@ class Router:
                 proba.setflags(write=False)  # shared by every later hit
                 self._cache[key] = proba
 
-    def _probabilities(self, pairs: list[tuple[str, str | None]]) -> np.ndarray:
-        """Label probabilities, then each model's predicted success (with success heads), of (text, context) pairs
-        with one embedding pass (none when nothing reads it: quality routes that start cold), context blended in."""
+    def _probabilities(self, pairs: list[tuple[str, str | None]], success: bool = False) -> np.ndarray:
+        """Label probabilities, then each model's predicted success (with success heads, when a quality route reads
+        them or ``success`` asks), of (text, context) pairs with one embedding pass (none when nothing reads it:
+        quality routes that start cold), context blended in."""
         texts = [t for t, _ in pairs]
         contexts = [(i, c) for i, (_, c) in enumerate(pairs) if c is not None]
         all_texts = texts + [c for _, c in contexts]
@@ -367,7 +376,7 @@ class Router:
         elif self.labels:  # a head the fast path cannot compile
             vectors = embed(all_texts)
             parts.append(self.artifact.model.predict_proba_embeddings(vectors, all_texts))
-        if self._success is not None and self._quality:  # only a quality route reads them
+        if self._success is not None and (self._quality or success):
             vectors = embed(all_texts) if vectors is None else vectors
             parts.append(self._success.proba_of_embeddings(np.asarray(vectors, dtype=np.float32)))
         proba = np.hstack(parts) if parts else np.zeros((len(all_texts), 0))

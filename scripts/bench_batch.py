@@ -11,6 +11,12 @@ engine equals the local engine's (labels, and probabilities bit for bit).
     python scripts/bench_batch.py                   # 10,000 prompts, workers 1 and 2
     python scripts/bench_batch.py --prompts 2000 --workers 1,2 --json artifacts/bench-batch.json
     python scripts/bench_batch.py --driver-only     # what the driver alone sustains: read, check, chunk, write
+    python scripts/bench_batch.py --success-heads --prompts 3072   # labels and success in one embedding pass
+
+``--success-heads`` gives the small router nine success heads (outcomes made up from the labels: the timing does
+not depend on them) and times, per 256-prompt chunk and interleaved, what the batch engine runs for each chunk
+(``Router.route_rows(chunk, success=True)``: one embedding pass) against a routing pass plus a
+``predict_success`` pass (what it ran before 0.5.2).
 """
 
 from __future__ import annotations
@@ -98,6 +104,32 @@ def driver_rate(source: Path, batch_size: int) -> float:
     return rows / (time.perf_counter() - started)
 
 
+def success_pass(folder: Path, n: int, batch_size: int) -> dict[str, float]:
+    """Prompts per second of one pass for labels and success against two passes, interleaved per chunk."""
+    from router_ml import Router
+    from router_ml.success import Outcomes
+    from router_ml.success.training import save_outcome_router, train_outcomes
+
+    category = artifact.load(small_router(folder))
+    data = load_bundled("train").subset(range(600))
+    labels = np.array(data.labels)
+    models = [f"model-{k}" for k in range(9)]
+    scores = np.stack([np.roll(labels, k) == labels for k in range(9)], axis=1).astype(float)
+    outcomes = Outcomes(list(data.texts), models, scores, [f"made-up:{i}" for i in range(len(labels))])
+    trained = train_outcomes(outcomes, embedder=category.model.embedder, prices={m: (1.0, 1.0) for m in models})
+    router = Router.load(save_outcome_router(trained, folder / "both", category=category), cache_size=0)
+    texts = load_bundled("all").texts[:n]
+    one = two = 0.0
+    for chunk in chunked(texts, batch_size):
+        started = time.perf_counter()
+        router.route_batch(chunk), router.predict_success(chunk)
+        two += time.perf_counter() - started
+        started = time.perf_counter()
+        router.route_rows(chunk, success=True)
+        one += time.perf_counter() - started
+    return {"prompts": len(texts), "one_pass_per_s": len(texts) / one, "two_passes_per_s": len(texts) / two}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=10_000)
@@ -105,8 +137,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--driver-only", action="store_true", help="measure the driver's share of the work only")
+    parser.add_argument("--success-heads", action="store_true", help="one pass for labels and success against two")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    if args.success_heads:
+        r = success_pass(work, args.prompts, args.batch_size)
+        print(
+            f"labels and success of {r['prompts']} prompts: one embedding pass {r['one_pass_per_s']:,.0f} prompts/s, "
+            f"two passes {r['two_passes_per_s']:,.0f} prompts/s: {r['one_pass_per_s'] / r['two_passes_per_s']:.2f}x"
+        )
+        return
     if args.driver_only:
         rate = driver_rate(write_input(work / "input", args.prompts), args.batch_size)
         print(f"driver: {rate:,.0f} rows/s read, checked, chunked and written ({args.prompts} prompts)")

@@ -296,7 +296,7 @@ def test_train_and_eval_embed_on_ray_and_match_the_local_engine(
 
 
 def test_an_artifact_with_success_heads_adds_each_models_predicted_success(
-    tiny_router, tiny_data, default_embedder, prompts, tmp_path
+    tiny_router, tiny_data, default_embedder, prompts, tmp_path, monkeypatch
 ):
     from router_ml.success import Outcomes, SuccessHeads
     from router_ml.success.training import save_outcome_router, train_outcomes
@@ -319,3 +319,9 @@ def test_an_artifact_with_success_heads_adds_each_models_predicted_success(
         want = np.concatenate([router.predict_success(prompts[i : min(i + 16, 40)])[model] for i in range(0, 40, 16)])
         got = [row[model] for row in table.column("success").to_pylist()]
         assert got == want.tolist() and 0 <= min(got) < max(got) <= 1
+    embedder, calls = router.artifact.model.embedder, []
+    encode = embedder.encode
+    monkeypatch.setattr(embedder, "encode", lambda texts: calls.append(len(texts)) or encode(texts))  # count passes
+    decisions, rows = router.route_rows(prompts[:16], success=True)
+    assert calls == [16] and rows.shape == (16, len(router.labels) + 2)  # labels and success: one pass
+    assert [d.label for d in decisions] == [d.label for d in router.route_batch(prompts[:16])]

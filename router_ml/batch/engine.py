@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..router import Router, routing_texts
+from ..router import Router
 
 if TYPE_CHECKING:
     from ..embed import Embedder
@@ -36,12 +36,13 @@ def chunked(items: Sequence[Any], size: int) -> list[list[Any]]:
 def route_chunk(router: Router, prompts: Sequence[Any]) -> dict[str, Any]:
     """Route one chunk: the columns of its decisions, and each model's P(success) when the artifact has success
     heads (``success``, ``{model: array}``; else ``None``)."""
-    decisions = router.route_batch(list(prompts))
+    heads = router.artifact.success
+    decisions, rows = router.route_rows(list(prompts), success=heads is not None)  # one embedding pass for both
     labels = router.labels
     success = None
-    if router.artifact.success is not None:
-        texts = [routing_texts(p)[0] for p in prompts]
-        success = {m: np.asarray(v, dtype=np.float64) for m, v in router.predict_success(texts).items()}
+    if heads is not None:
+        columns = rows[:, len(labels) :].astype(np.float64)
+        success = {str(m): columns[:, j] for j, m in enumerate(heads.heads.models_)}
     return {
         "label": [d.label for d in decisions],
         "model": [d.model for d in decisions],

@@ -56,7 +56,7 @@ from .success.policy import RULES, QualityStrategy
 
 __all__ = ["ModelSpec", "Route", "RouteTable", "bundled_routes_path", "estimate_tokens", "load_routes"]
 
-_STRATEGY_KEYS = {"strategy", "candidates", *RULES}
+_STRATEGY_KEYS = {"strategy", "candidates", "pessimism", *RULES}
 _ROUTE_KEYS = {
     "model", "fallbacks", "input_price", "output_price", "output_tokens", "max_input_tokens", "instructions", "params",
     *_STRATEGY_KEYS,

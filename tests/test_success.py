@@ -37,7 +37,14 @@ from router_ml.route_table import RouteTable, estimate_tokens, load_routes
 from router_ml.router import Router
 from router_ml.success import Outcomes, QualityStrategy, SuccessHeads, load_outcomes
 from router_ml.success.metrics import expected_calibration_error
-from router_ml.success.policy import DEFAULT_TOLERANCE, calibrate_lambda, choose, lambda_grid
+from router_ml.success.policy import (
+    DEFAULT_PESSIMISM,
+    DEFAULT_TOLERANCE,
+    calibrate_lambda,
+    choose,
+    lambda_grid,
+    pessimistic,
+)
 from router_ml.success.routing import compile_quality_routes
 from router_ml.success.training import read_prices, save_outcome_router, train_outcomes
 from router_ml.testing.stub import StubLLMServer
@@ -645,7 +652,8 @@ def test_route_targets_are_calibrated_to_a_lambda_on_the_artifacts_held_out_outc
     assert route.rule == "lambda" and route.candidates == tuple(MODELS)
     assert route.calibrated is not None and route.calibrated["premium_share"] <= 0.3
     saved = quality_artifact.success
-    lam, measured = calibrate_lambda(saved.train_oof, saved.train_scores, _per_call(250), "max_premium_share", 0.3)
+    read = pessimistic(saved.train_oof, saved.heads.n_outcomes_, DEFAULT_PESSIMISM)  # as the route's rule reads them
+    lam, measured = calibrate_lambda(read, saved.train_scores, _per_call(250), "max_premium_share", 0.3)
     assert route.value == pytest.approx(lam) and route.calibrated == pytest.approx(measured)
     router = Router(quality_artifact, table)
     assert router.route("hello there").strategy == "quality"

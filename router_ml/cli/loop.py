@@ -88,6 +88,12 @@ def retrain(
 @click.option("--explore-max-price", type=float, help="USD ceiling of an exploratory call.")
 @click.option("--retrain-every", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--tolerance", "value", type=float, default=0.02, show_default=True, help="The quality rule's tolerance.")
+@click.option(
+    "--pessimism",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Standard errors the quality rule lowers each prediction by (0: none; default: a route table's, 2).",
+)
 @click.option("--start", help="The model served before any success heads (default: the dearest).")
 @click.option("--clip", type=float, default=10.0, show_default=True, help="Cap on inverse-propensity weights.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -100,6 +106,7 @@ def simulate(
     explore_max_price: float | None,
     retrain_every: int,
     value: float,
+    pessimism: float | None,
     start: str | None,
     clip: float,
     seed: int,
@@ -108,12 +115,14 @@ def simulate(
     """Replay an outcomes file as live traffic through the real dispatcher, exploring and retraining as it goes."""
     from ..online.simulate import format_window
     from ..online.simulate import simulate as run
+    from ..success.policy import DEFAULT_PESSIMISM
 
     def show(row: dict) -> None:
         click.echo(json.dumps(row) if as_json else format_window(row))
 
     sim = run(
         outcome_file, prices, requests=requests, explore=explore, retrain_every=retrain_every, value=value,
-        start=start, explore_max_price=explore_max_price, clip=clip, seed=seed, on_window=show,
+        pessimism=DEFAULT_PESSIMISM if pessimism is None else pessimism, start=start,
+        explore_max_price=explore_max_price, clip=clip, seed=seed, on_window=show,
     )  # fmt: skip
     click.echo(json.dumps(sim.summary))

@@ -36,6 +36,7 @@ from ..model import RouterModel
 from ..route_table import RouteTable, estimate_tokens
 from ..router import Router
 from ..success import SuccessHeads, load_outcomes
+from ..success.policy import DEFAULT_PESSIMISM
 from ..success.routing import QualityRoute, compile_quality_routes
 from ..success.training import read_prices
 from ..testing.stub import StubLLMServer, stub_route_table
@@ -62,9 +63,10 @@ class Simulation:
 
 
 def _table(models: list[str], prices: dict[str, tuple[float, float]], *, start: str, rule: str, value: float,
-           explore: float, max_price: float | None) -> dict[str, Any]:  # fmt: skip
+           pessimism: float, explore: float, max_price: float | None) -> dict[str, Any]:  # fmt: skip
     names = {m: f"openai/{m}" for m in models}
-    top: dict[str, Any] = {"default_route": ROUTE, "strategy": "quality", rule: value, "explore": explore}
+    top: dict[str, Any] = {"default_route": ROUTE, "strategy": "quality", rule: value, "pessimism": pessimism}
+    top["explore"] = explore
     top["candidates"] = [names[m] for m in models]
     if max_price is not None:
         top["explore_max_price"] = max_price
@@ -194,6 +196,7 @@ def simulate(
     retrain_every: int = 1000,
     rule: str = "tolerance",
     value: float = 0.02,
+    pessimism: float = DEFAULT_PESSIMISM,
     start: str | None = None,
     explore_max_price: float | None = None,
     clip: float = 10.0,
@@ -205,7 +208,8 @@ def simulate(
     """Replay ``outcomes`` as ``requests`` live requests (see the module docstring); returns every window's figures
     and the summary (``final_quality``, ``final_mean_price``, ``offline_quality``, ``ope_abs_error``, ...).
 
-    ``rule`` and ``value`` are the quality route's rule (``tolerance``, ``lambda``); ``heads`` the
+    ``rule`` and ``value`` are the quality route's rule (``tolerance``, ``lambda``), ``pessimism`` how many standard
+    errors it lowers each prediction by (:func:`~router_ml.success.policy.pessimistic`); ``heads`` the
     :class:`~router_ml.success.SuccessHeads` parameters of every retrain and of the offline router (defaults when
     ``None``); ``on_window`` is called with each window's figures as it ends.
 
@@ -215,7 +219,8 @@ def simulate(
     if requests < 1 or retrain_every < 1:
         raise DataError(f"requests and retrain_every must be positive, got {requests} and {retrain_every}")
     embedder = embedder or make_embedder()
-    settings = {"start": start, "rule": rule, "value": value, "explore": explore, "max_price": explore_max_price}
+    settings = {"start": start, "rule": rule, "value": value, "pessimism": pessimism, "explore": explore,
+                "max_price": explore_max_price}  # fmt: skip
     sim = Simulation()
     with tempfile.TemporaryDirectory(prefix="router-ml-simulate-") as tmp, StubLLMServer(answer=_answer) as stub:
         run = _prepare(outcomes, prices, embedder, Path(tmp), settings)

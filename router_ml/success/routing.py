@@ -17,7 +17,7 @@ import numpy as np
 from ..exceptions import ConfigError
 from ..route_table import estimate_tokens
 from .explore import Exploration
-from .policy import QualityStrategy, calibrate_lambda
+from .policy import QualityStrategy, calibrate_lambda, pessimistic
 
 if TYPE_CHECKING:
     from ..artifact.success_format import SavedSuccess
@@ -55,6 +55,9 @@ class QualityRoute:
         exploration (Exploration): the share of requests sent to another candidate, and its price ceiling.
         cold (bool): no success heads yet: the candidates are served in their listed order (the first is the
             route's ``model``) until retraining learns them.
+        n_outcomes (np.ndarray | None): each candidate's outcomes in the heads' training (``None`` when cold).
+        pessimism (float): how far each prediction is lowered, for its ``n_outcomes``, before the rule reads it
+            (:func:`~.policy.pessimistic`).
     """
 
     candidates: tuple[str, ...]
@@ -67,6 +70,8 @@ class QualityRoute:
     calibrated: dict[str, float] | None = None
     exploration: Exploration = field(default_factory=Exploration)
     cold: bool = False
+    n_outcomes: np.ndarray | None = None
+    pessimism: float = 0.0
 
     def costs(self, prompt_tokens: float) -> np.ndarray:
         """Expected USD cost of one call to each candidate."""
@@ -74,7 +79,9 @@ class QualityRoute:
 
     def greedy(self, p: np.ndarray, costs: np.ndarray) -> int:
         """The policy's own choice from the candidates' predicted success and costs (the same rule as
-        :func:`~.policy.choose`, for one row without its batch machinery)."""
+        :func:`~.policy.choose`, for one row without its batch machinery), read pessimistically."""
+        if self.n_outcomes is not None:
+            p = pessimistic(p, self.n_outcomes, self.pessimism)
         by_cost = np.argsort(costs, kind="stable")  # the first of equal values wins: the cheaper
         if self.rule == "tolerance":
             return int(by_cost[np.argmax(p[by_cost] >= p.max() - self.value - 1e-12)])
@@ -125,9 +132,10 @@ def _compile(
             f'{routes.source}: route {label!r} has no price for {unpriced}; add [models."<name>"] with input_price '
             "and output_price (USD per million tokens)"
         )
+    columns = np.array([known.index(c) if c in known else -1 for c in candidates])
     compiled = QualityRoute(
         candidates=tuple(candidates),
-        columns=np.array([known.index(c) if c in known else -1 for c in candidates]),
+        columns=columns,
         input_price=np.array([p.input_price for p in prices]),  # type: ignore[union-attr]
         output_price=np.array([p.output_price for p in prices]),  # type: ignore[union-attr]
         output_tokens=route.output_tokens,
@@ -135,15 +143,16 @@ def _compile(
         value=strategy.value,
         exploration=routes.exploration,
         cold=saved is None,
+        n_outcomes=None if saved is None else np.asarray(saved.heads.n_outcomes_, dtype=np.float64)[columns],
+        pessimism=strategy.pessimism,
     )
     if strategy.rule in ("tolerance", "lambda") or saved is None:
         return compiled
     if oof is None or not len(oof):
         raise ConfigError(f"{routes.source}: route {label!r}: {strategy.rule} needs held-out outcomes in the artifact")
     typical = compiled.costs(250)  # the held-out prompts' lengths are not kept: a typical prompt's cost
-    lam, measured = calibrate_lambda(
-        oof[:, compiled.columns], saved.train_scores[:, compiled.columns], typical, strategy.rule, strategy.value
-    )
+    read = pessimistic(oof[:, columns], compiled.n_outcomes, strategy.pessimism)  # as greedy reads them
+    lam, measured = calibrate_lambda(read, saved.train_scores[:, columns], typical, strategy.rule, strategy.value)
     return replace(compiled, value=lam, calibrated=measured)
 
 

@@ -306,6 +306,9 @@ class Router:
                 f"the decision blends the last user turn (weight {weight:.2f}) with the earlier conversation; "
                 "the neighbours and terms are those of the last user turn"
             )
+        quality = self._quality.get(decision.label)
+        if quality is not None and decision.success is not None and (note := quality.reading_note(decision.success)):
+            notes.append(note)
         order = sorted(scores, key=lambda label: -decision.probabilities[label])
         return Explanation(decision, ranked[0] - ranked[1], near, {r: scores[r] for r in order}, tuple(notes))
 

@@ -768,6 +768,12 @@ def test_explain_and_eval_on_success_heads_alone(quality_router, quality_dir):
 
     text = format_explanation(explanation)
     assert "predicted success:" in text and "expected cost $" in text and "probabilities:" not in text
+    counts = quality_router.artifact.success.heads.n_outcomes_
+    low = {m: p - DEFAULT_PESSIMISM / (2 * np.sqrt(counts[0])) for m, p in explanation.decision.success.items()}
+    best = max(low, key=low.get)
+    assert len(set(counts.tolist())) == 1  # the toy's full grid: every model has as many outcomes
+    assert f"note: the quality rule read each prediction lowered for its outcomes (pessimism 2): {best} " in text
+    assert f"{low[best]:.3f} ({int(counts[0])} outcomes)" in text
     result = CliRunner().invoke(cli, ["eval", str(quality_dir)])
     assert result.exit_code != 0 and "eval-outcomes" in result.output
 

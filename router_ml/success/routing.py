@@ -77,11 +77,26 @@ class QualityRoute:
         """Expected USD cost of one call to each candidate."""
         return (prompt_tokens * self.input_price + self.output_tokens * self.output_price) / 1e6
 
+    def read(self, p: np.ndarray) -> np.ndarray:
+        """The candidates' predicted success as the rule reads it: lowered for their outcomes (pessimism)."""
+        return p if self.n_outcomes is None else pessimistic(p, self.n_outcomes, self.pessimism)
+
+    def reading_note(self, success: dict[str, float]) -> str | None:
+        """What :meth:`read` made of a decision's ``success`` (for ``explain``); ``None`` when it reads them as they
+        are."""
+        if self.n_outcomes is None or not self.pessimism:
+            return None
+        read = self.read(np.array([success[c] for c in self.candidates]))
+        order = np.argsort(-read, kind="stable")
+        parts = [f"{self.candidates[i]} {read[i]:.3f} ({int(self.n_outcomes[i])} outcomes)" for i in order]
+        return f"the quality rule read each prediction lowered for its outcomes (pessimism {self.pessimism:g}): " + (
+            ", ".join(parts)
+        )
+
     def greedy(self, p: np.ndarray, costs: np.ndarray) -> int:
         """The policy's own choice from the candidates' predicted success and costs (the same rule as
         :func:`~.policy.choose`, for one row without its batch machinery), read pessimistically."""
-        if self.n_outcomes is not None:
-            p = pessimistic(p, self.n_outcomes, self.pessimism)
+        p = self.read(p)
         by_cost = np.argsort(costs, kind="stable")  # the first of equal values wins: the cheaper
         if self.rule == "tolerance":
             return int(by_cost[np.argmax(p[by_cost] >= p.max() - self.value - 1e-12)])

@@ -3,9 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from router_ml import training
+from router_ml.data import from_lists, load_file
 from router_ml.embed import embed_texts
 from router_ml.exceptions import ConfigError, DataError
-from router_ml.training import TrainConfig, train
+from router_ml.training import SOURCE_CHECK_MARGIN, TrainConfig, train
+
+from .conftest import DEV_PATH
 
 
 def test_training_reports_its_choices(small_result, small_config, small_data):
@@ -65,3 +69,32 @@ def test_embedding_cache_returns_identical_vectors(embedder, small_data, tmp_pat
     np.testing.assert_array_equal(embed_texts(embedder, texts), first)
     monkeypatch.setenv("ROUTER_ML_CACHE_DIR", "off")
     np.testing.assert_allclose(embed_texts(embedder, texts), first, atol=1e-6)
+
+
+# -- the n-gram check on small data that names its sources ---------------------------------------------------------
+MULTILINGUAL_DEV = DEV_PATH.with_name("multilingual-dev.jsonl")
+
+
+def test_small_sourced_data_gets_the_ngram_check_and_the_head_follows_it(small_data, default_embedder):
+    result = train(small_data, TrainConfig(cv_folds=3), embedder=default_embedder)
+    check = result.metrics["source_check"]
+    assert check is not None and check["sources"] == len(set(small_data.groups))  # the bundled batch files
+    assert check["ngrams"] == (check["without_ngrams"] < check["with_ngrams"] + SOURCE_CHECK_MARGIN)
+    assert result.metrics["best_params"]["tfidf"] is check["ngrams"]
+
+
+def test_no_check_without_sources_or_on_large_data(small_data, default_embedder, monkeypatch):
+    unsourced = from_lists(small_data.texts, small_data.labels)
+    assert train(unsourced, TrainConfig(cv_folds=3), embedder=default_embedder).metrics["source_check"] is None
+    monkeypatch.setattr(training, "SOURCE_CHECK_MAX_PROMPTS", len(small_data) - 1)
+    result = train(small_data, TrainConfig(cv_folds=3), embedder=default_embedder)
+    assert result.metrics["source_check"] is None and result.metrics["best_params"]["tfidf"] is True
+
+
+@pytest.mark.skipif(not (MULTILINGUAL_DEV.is_file() and DEV_PATH.is_file()), reason="../shared/eval is not shipped")
+def test_ngrams_that_do_not_carry_over_to_new_sources_are_dropped(default_embedder):
+    foreign = train(load_file(MULTILINGUAL_DEV), TrainConfig(), embedder=default_embedder)  # 703 prompts, 44 sources
+    check = foreign.metrics["source_check"]
+    assert check["without_ngrams"] > check["with_ngrams"] + 0.1 and not foreign.metrics["best_params"]["tfidf"]
+    english = train(load_file(DEV_PATH), TrainConfig(), embedder=default_embedder)  # 698 prompts, 10 sources
+    assert english.metrics["source_check"]["ngrams"] and english.metrics["best_params"]["tfidf"]

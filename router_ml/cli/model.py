@@ -150,6 +150,12 @@ def train(
         f"chosen {m['best_params']}: "
         f"cross-validated macro-F1 {m['cv_macro_f1']:.3f}, ECE {m['oof_ece']:.3f}, threshold {result.threshold:.2f}"
     )
+    if check := m.get("source_check"):
+        verdict = "kept" if check["ngrams"] else "dropped: they do not carry over to new sources"
+        click.echo(
+            f"n-grams on sources left out ({check['sources']} sources): macro-F1 {check['with_ngrams']:.3f} with, "
+            f"{check['without_ngrams']:.3f} without; {verdict}"
+        )
     embedding = f"embedding {m['stage_seconds']['embed']:.1f}s on {m['embedding']['backend']}"
     click.echo(f"trained in {m['train_seconds']:.1f}s ({embedding}); saved to {out}")
 

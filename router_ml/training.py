@@ -202,6 +202,8 @@ def _source_check(
     pair = [first, Setting(first.C, first.class_weight, False, False)]
     folds = StratifiedGroupKFold(config.cv_folds, shuffle=True, random_state=config.seed)
     splits = list(folds.split(X, y, groups))
+    if any(len(np.unique(y[train])) < len(np.unique(y)) for train, _ in splits):
+        return settings, None  # a label from one source only: no fold can learn it from the others
     decisions = cross_validate_grid(X, y, data.texts, pair, splits, n_jobs=config.n_jobs)
     scores = [row["cv_macro_f1"] for row in _score_grid(decisions, y, np.unique(y))]
     keep = scores[1] < scores[0] + SOURCE_CHECK_MARGIN

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -88,6 +90,13 @@ def test_no_check_without_sources_or_on_large_data(small_data, default_embedder,
     assert train(unsourced, TrainConfig(cv_folds=3), embedder=default_embedder).metrics["source_check"] is None
     monkeypatch.setattr(training, "SOURCE_CHECK_MAX_PROMPTS", len(small_data) - 1)
     result = train(small_data, TrainConfig(cv_folds=3), embedder=default_embedder)
+    assert result.metrics["source_check"] is None and result.metrics["best_params"]["tfidf"] is True
+
+
+def test_no_check_when_a_label_comes_from_one_source_only(small_data, default_embedder):
+    sources = ["code-site" if y == "code" else f"forum-{i % 4}" for i, y in enumerate(small_data.labels)]
+    one_source = replace(small_data, groups=sources)
+    result = train(one_source, TrainConfig(cv_folds=3), embedder=default_embedder)  # held out, code is unlearnable
     assert result.metrics["source_check"] is None and result.metrics["best_params"]["tfidf"] is True
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "load_bundled",
     "load_file",
     "load_files",
+    "merge_groups",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,13 @@ def auto_group_depth(groups: Sequence[str | None]) -> int:
         if sum(sizes[":".join(p[:depth])] >= AUTO_GROUP_SIZE for p in parts) >= 0.9 * len(parts):
             return 0 if depth == deepest else depth
     return 1
+
+
+def merge_groups(groups: list[str | None], depth: int | Literal["auto"]) -> list[str | None]:
+    """``groups`` cut to their first ``depth`` ``:``-separated parts (0: whole; ``"auto"``: as
+    :func:`auto_group_depth` picks)."""
+    depth = auto_group_depth(groups) if depth == "auto" else depth
+    return groups if not depth else [g if g is None else ":".join(g.split(":")[:depth]) for g in groups]
 
 
 @dataclass(frozen=True)
@@ -195,9 +203,7 @@ def load_files(
             origins.append(origin)
             groups.append(group)
             languages.append(language)
-    depth = auto_group_depth(groups) if group_depth == "auto" else group_depth
-    if depth:
-        groups = [g if g is None else ":".join(g.split(":")[:depth]) for g in groups]
+    groups = merge_groups(groups, group_depth)
     return _validated(
         texts, labels, origins, min_per_label=min_per_label, groups=_all_or_none(groups, origins),
         languages=None if all(lang is None for lang in languages) else languages,

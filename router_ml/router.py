@@ -314,18 +314,23 @@ class Router:
 
     def route_batch(self, prompts: Sequence[Prompt]) -> list[Decision]:
         """Decide the routes of many prompts with one embedding pass; the order is kept."""
-        return self.route_rows(prompts)[0]
+        return self._route(prompts, False)[0]
 
     def route_rows(self, prompts: Sequence[Prompt], *, success: bool = False) -> tuple[list[Decision], np.ndarray]:
         """:meth:`route_batch`, and the rows it decided from: each prompt's label probabilities (``labels`` order),
         then, with success heads when a quality route reads them or ``success`` asks, each model's predicted
         success (the heads' ``models_`` order), from the same embedding pass (the batch engine's output)."""
+        decisions, rows = self._route(prompts, success)
+        return decisions, np.vstack(rows) if rows else np.zeros((0, len(self.labels)))
+
+    def _route(self, prompts: Sequence[Prompt], success: bool) -> tuple[list[Decision], list[np.ndarray]]:
+        """The decisions and the rows they were decided from (see :meth:`route_rows`)."""
         started = time.perf_counter()
         if isinstance(prompts, str):
             raise DataError("route_batch takes a list of prompts; use route() for a single string")
         pairs = [routing_texts(p) for p in prompts]
         if not pairs:
-            return [], np.zeros((0, len(self.labels)))
+            return [], []
         extra = success and self._success is not None and not self._quality  # rows the cache does not hold
         keys, found = self._lookup(pairs) if not extra else ([], [None] * len(pairs))
         missing = [i for i, p in enumerate(found) if p is None]
@@ -339,7 +344,7 @@ class Router:
             self._decide(p, t, started, i not in misses)  # type: ignore[arg-type]
             for i, (p, (t, _)) in enumerate(zip(found, pairs, strict=True))
         ]
-        return decisions, np.vstack(found)  # type: ignore[arg-type]
+        return decisions, found  # type: ignore[return-value]
 
     def _lookup(self, pairs: list[tuple[str, str | None]]) -> tuple[list[bytes], list[np.ndarray | None]]:
         """Cache keys and cached probabilities (``None`` for a miss), hits and misses counted; no keys are

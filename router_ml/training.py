@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from .calibration import cross_fitted_proba, proba_from_decisions
-from .data import LabelledPrompts, auto_group_depth
+from .data import LabelledPrompts, merge_groups
 from .embed import (
     DEFAULT_EMBEDDER,
     MODEL_BACKENDS,
@@ -194,8 +194,7 @@ def _source_check(
     groups = data.groups
     if groups is None or len(y) > SOURCE_CHECK_MAX_PROMPTS or not any(s.tfidf for s in settings):
         return settings, None
-    depth = auto_group_depth(groups)
-    groups = [g if not depth else ":".join(g.split(":")[:depth]) for g in groups]  # type: ignore[union-attr]
+    groups = merge_groups(list(groups), "auto")
     if len(set(groups)) < config.cv_folds:
         return settings, None
     first = next(s for s in settings if s.tfidf)

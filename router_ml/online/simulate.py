@@ -65,8 +65,9 @@ class Simulation:
 def _table(models: list[str], prices: dict[str, tuple[float, float]], *, start: str, rule: str, value: float,
            pessimism: float, explore: float, max_price: float | None) -> dict[str, Any]:  # fmt: skip
     names = {m: f"openai/{m}" for m in models}
-    top: dict[str, Any] = {"default_route": ROUTE, "strategy": "quality", rule: value, "pessimism": pessimism}
-    top["explore"] = explore
+    top: dict[str, Any] = {
+        "default_route": ROUTE, "strategy": "quality", rule: value, "pessimism": pessimism, "explore": explore,
+    }  # fmt: skip
     top["candidates"] = [names[m] for m in models]
     if max_price is not None:
         top["explore_max_price"] = max_price

@@ -38,9 +38,9 @@ RULES = ("tolerance", "lambda", "max_premium_share", "min_quality_share")
 DEFAULT_TOLERANCE = 0.02
 DEFAULT_PESSIMISM = 2.0
 """Standard errors a candidate's predicted success is lowered by before the rule reads it. Measured with
-``router-ml simulate`` on dcrouter's outcomes (9 models, 10 % exploration, retrain every 1,000 requests): the
-challengers learnt from the log were truly 0.584–0.602 with none (the champion: 0.621), 0.607–0.615 with 1, and
-0.615–0.629 with 2 (docs/online-learning.md)."""
+``router-ml simulate`` on dcrouter's outcomes (9 models, 10 % exploration, retrain every 1,000 requests, seeds 0–2):
+the challengers learnt from the log were truly 0.567–0.610 with none (the champion: 0.621) and 0.618–0.632 with 2;
+3 brought fewer departures but a larger off-policy error on the first retrain (docs/online-learning.md)."""
 
 
 def pessimistic(success: np.ndarray, n_outcomes: np.ndarray, pessimism: float) -> np.ndarray:
